@@ -1,0 +1,126 @@
+//! `probe`: performs host calls given on the command line and prints one
+//! line per call, so tests can attack the host with exact inputs.
+//!
+//! ```text
+//! probe OP ARGS... [+ OP ARGS...]...
+//! OP: read P | cat P | list P | stat P | write P DATA | append P DATA
+//!     | mkdir P | remove P | rename A B | write-big P BYTES | read-big P
+//!     | http URL | run PROG ARGS... | intent TEXT | id
+//!     | repeat N OP ARGS...      (prints a count per outcome)
+//! ```
+//!
+//! Output: `OP ARGS: ok DETAIL` or `OP ARGS: KIND: MESSAGE`. Arguments are
+//! shown Rust-escaped so hostile paths stay on one line.
+
+use sandbox_tool::types::Error;
+use sandbox_tool::{fs, http, process, task};
+use std::collections::BTreeMap;
+
+fn kind(e: &Error) -> &'static str {
+    match e {
+        Error::Denied(_) => "denied",
+        Error::NotApproved(_) => "not-approved",
+        Error::LimitExceeded(_) => "limit-exceeded",
+        Error::Invalid(_) => "invalid",
+        Error::NotFound(_) => "not-found",
+        Error::Failed(_) => "failed",
+    }
+}
+
+fn show(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
+    format!("{s:?}")
+}
+
+/// Runs one op; `Ok(detail)` or `Err(error)`.
+fn op(words: &[String]) -> Result<String, Error> {
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    match w.as_slice() {
+        ["read", p] => fs::read(p).map(|d| format!("{} bytes {}", d.len(), show(&d))),
+        ["cat", p] => fs::read(p).map(|d| {
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(&d);
+            format!("{} bytes", d.len())
+        }),
+        ["read-big", p] => fs::read(p).map(|d| format!("{} bytes", d.len())),
+        ["list", p] => fs::list_dir(p).map(|es| {
+            let names: Vec<String> = es.iter().map(|e| format!("{}:{:?}:{}", e.name, e.kind, e.size)).collect();
+            format!("[{}]", names.join(", "))
+        }),
+        ["stat", p] => fs::stat(p).map(|m| format!("{:?} {} bytes", m.kind, m.size)),
+        ["write", p, data] => fs::write(p, data.as_bytes()).map(|()| "written".into()),
+        ["append", p, data] => fs::append(p, data.as_bytes()).map(|()| "appended".into()),
+        ["write-big", p, n] => {
+            let n: usize = n.parse().unwrap_or(0);
+            fs::write(p, &vec![b'x'; n]).map(|()| format!("{n} bytes written"))
+        }
+        ["mkdir", p] => fs::create_dir(p).map(|()| "created".into()),
+        ["remove", p] => fs::remove(p).map(|()| "removed".into()),
+        ["rename", a, b] => fs::rename(a, b).map(|()| "renamed".into()),
+        ["http", url] => http::send(&http::Request {
+            method: "GET".into(),
+            url: url.to_string(),
+            headers: vec![],
+            body: None,
+            timeout_ms: None,
+        })
+        .map(|r| format!("status {}", r.status)),
+        ["run", prog, args @ ..] => process::run(&process::Command {
+            program: prog.to_string(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec![],
+            cwd: None,
+            stdin: None,
+            timeout_ms: None,
+        })
+        .map(|o| format!("exit {:?}", o.exit_code)),
+        ["intent", text] => {
+            task::set_intent(text);
+            Ok("set".into())
+        }
+        ["id"] => Ok(task::id()),
+        _ => Ok(format!("unknown op {w:?}")),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    for words in args.split(|a| a == "+") {
+        if words.is_empty() {
+            continue;
+        }
+        let label: Vec<String> = words
+            .iter()
+            .map(|w| if w.len() > 60 { format!("<{} bytes>", w.len()) } else { format!("{w:?}") })
+            .collect();
+        let label = label.join(" ");
+        if words[0] == "repeat" && words.len() > 2 {
+            let n: u64 = words[1].parse().unwrap_or(0);
+            let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+            for _ in 0..n {
+                let k = match op(&words[2..]) {
+                    Ok(_) => "ok",
+                    Err(e) => kind(&e),
+                };
+                *counts.entry(k).or_default() += 1;
+            }
+            let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("{label}: {}", summary.join(" "));
+            continue;
+        }
+        match op(words) {
+            Ok(detail) => println!("{label}: ok {detail}"),
+            Err(e) => {
+                let msg = match &e {
+                    Error::Denied(m)
+                    | Error::NotApproved(m)
+                    | Error::LimitExceeded(m)
+                    | Error::Invalid(m)
+                    | Error::NotFound(m)
+                    | Error::Failed(m) => m,
+                };
+                println!("{label}: {}: {msg:?}", kind(&e));
+            }
+        }
+    }
+}

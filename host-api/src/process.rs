@@ -1,0 +1,48 @@
+//! `sandbox:host/process`: not enabled in this version. Every call walks
+//! the corridor and is refused (and audited) like any denied call.
+
+use crate::bindings::sandbox::host::process::{self as wit, Command, Output};
+use crate::bindings::sandbox::host::types::Error;
+use crate::corridor::{HostCtx, Plan, Refusal};
+use crate::http::unreachable_effect;
+use sandbox_audit::Decision;
+
+impl wit::Host for HostCtx {
+    fn run(&mut self, cmd: Command) -> wasmtime::Result<Result<Output, Error>> {
+        let mut argv = vec![cmd.program.clone()];
+        argv.extend(cmd.args.iter().cloned());
+        let target = argv_line(&argv);
+        let bytes_in = cmd.stdin.as_ref().map_or(0, |b| b.len() as u64);
+        self.mediate(
+            "process.run",
+            (&target, None),
+            bytes_in,
+            |_, _| -> Result<Plan<()>, Box<Refusal>> {
+                Err(Box::new(Refusal {
+                    decision: Decision::Deny,
+                    rule: "builtin:not-enabled".into(),
+                    target: target.clone(),
+                    dest: None,
+                    resolved: None,
+                    error: Error::Denied("process.run is not enabled in this version of sandbox".into()),
+                }))
+            },
+            |_, _, ()| unreachable_effect(),
+        )
+    }
+}
+
+/// The argv as one line: words separated by spaces, a word holding spaces,
+/// quotes or backslashes quoted (so the record is unambiguous).
+fn argv_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty() && !a.contains([' ', '"', '\'', '\\']) {
+                a.clone()
+            } else {
+                format!("\"{}\"", a.replace('\\', "\\\\").replace('"', "\\\""))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

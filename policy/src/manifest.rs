@@ -1,0 +1,487 @@
+//! Manifest format version 1: the raw TOML shape, parsed strictly, and its
+//! compilation into a [`Policy`].
+//!
+//! Parsing refuses unknown keys, duplicate keys and wrong types; compiling
+//! refuses values that parse but make no sense (a malformed glob, a grant of
+//! the whole workspace without `fs.allow_broad`, a zero limit). Every error
+//! is one line naming the file, the line and the key.
+
+use crate::fs::{FsPolicy, GlobList, is_broad};
+use crate::{ApprovalVia, Limits, Policy};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// The manifest format this version reads.
+pub const MANIFEST_VERSION: i64 = 1;
+
+/// Upper bounds that catch typos (`memory = "128 GiB"`) before they matter.
+const MAX_MEMORY: u64 = 4 << 30;
+const MAX_OUTPUT: u64 = 1 << 30;
+const MAX_TIME: Duration = Duration::from_secs(24 * 3600);
+const MAX_APPROVAL_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A manifest that could not be read, parsed or compiled. Displays as one
+/// line: `FILE:LINE: key `KEY`: MESSAGE`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {}{message}", line.map(|l| format!(":{l}")).unwrap_or_default(), key.as_ref().map(|k| format!("key `{k}`: ")).unwrap_or_default())]
+pub struct ManifestError {
+    /// The manifest file as the operator named it.
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// Dotted key, when known (`fs.read`, `limits.memory`).
+    pub key: Option<String>,
+    /// What is wrong, lowercase, no final period.
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    version: Spanned<i64>,
+    name: Option<Spanned<String>>,
+    description: Option<String>,
+    workspace: Option<RawWorkspace>,
+    fs: Option<RawFs>,
+    approval: Option<RawApproval>,
+    limits: Option<RawLimits>,
+    audit: Option<RawAudit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkspace {
+    root: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFs {
+    #[serde(default)]
+    read: Vec<Spanned<String>>,
+    #[serde(default)]
+    write: Vec<Spanned<String>>,
+    #[serde(default)]
+    auto_approve: Vec<Spanned<String>>,
+    #[serde(default)]
+    deny: Vec<Spanned<String>>,
+    #[serde(default)]
+    allow_broad: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApproval {
+    via: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    memory: Option<Spanned<Size>>,
+    time: Option<Spanned<String>>,
+    calls: Option<Spanned<i64>>,
+    output: Option<Spanned<Size>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    path: Option<Spanned<String>>,
+}
+
+/// A size: an integer number of bytes or a string with a unit (`"1 MiB"`).
+struct Size(u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size: bytes as an integer or a string such as \"128 MiB\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
+                u64::try_from(v).map(Size).map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Size, E> {
+                Ok(Size(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Size, E> {
+                v.parse::<bytesize::ByteSize>()
+                    .map(|b| Size(b.as_u64()))
+                    .map_err(|e| E::custom(format!("`{v}` is not a size ({e}); write for example \"128 MiB\"")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parses and compiles a manifest. `file` names it in errors; `text` is
+/// its content; `base` is the directory relative paths in it refer to.
+pub fn parse(file: &str, text: &str, base: &Path) -> Result<Policy, ManifestError> {
+    let raw: RawManifest = toml::from_str(text).map_err(|e| from_toml(file, text, &e))?;
+    Compiler { file, text, base }.compile(raw, text.as_bytes())
+}
+
+/// Reads a manifest file and compiles it.
+pub fn load(path: &Path) -> Result<Policy, ManifestError> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| ManifestError {
+        file: file.clone(),
+        line: None,
+        key: None,
+        message: format!("cannot read the manifest: {}", crate::io_reason(&e)),
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| ManifestError {
+        file: file.clone(),
+        line: None,
+        key: None,
+        message: format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+    parse(&file, &text, &base)
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+/// The dotted key at a byte offset: the key on that line (`read = ...`)
+/// under the nearest table header above it.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let line = text[start..end].trim();
+    let header = |l: &str| -> Option<String> {
+        let l = l.trim();
+        let inner = l
+            .strip_prefix("[[")
+            .and_then(|x| x.split("]]").next())
+            .or_else(|| l.strip_prefix('[').and_then(|x| x.split(']').next()))?;
+        Some(inner.trim().to_owned())
+    };
+    if line.starts_with('[') {
+        return header(line);
+    }
+    let key = line
+        .split('=')
+        .next()
+        .map(|k| k.trim().trim_matches('"').to_owned())
+        .filter(|k| !k.is_empty() && line.contains('='));
+    let table =
+        text[..start].lines().rev().find_map(|l| if l.trim_start().starts_with('[') { header(l) } else { None });
+    match (table, key) {
+        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+        (None, Some(k)) => Some(k),
+        (Some(t), None) => Some(t),
+        (None, None) => None,
+    }
+}
+
+fn from_toml(file: &str, text: &str, e: &toml::de::Error) -> ManifestError {
+    let span = e.span();
+    let message = e.message().trim().replace('\n', " ");
+    let message = match message.strip_prefix("unknown field") {
+        Some(rest) => format!("unknown key{rest}"),
+        None => message.replace("missing field", "missing key"),
+    };
+    ManifestError {
+        file: file.to_owned(),
+        line: span.as_ref().map(|s| line_of(text, s.start)),
+        key: span.and_then(|s| key_at(text, s.start)),
+        message,
+    }
+}
+
+struct Compiler<'a> {
+    file: &'a str,
+    text: &'a str,
+    base: &'a Path,
+}
+
+impl Compiler<'_> {
+    fn err(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ManifestError {
+        ManifestError {
+            file: self.file.to_owned(),
+            line: Some(line_of(self.text, span.start)),
+            key: Some(key.to_owned()),
+            message: message.into(),
+        }
+    }
+
+    fn compile(&self, raw: RawManifest, bytes: &[u8]) -> Result<Policy, ManifestError> {
+        if *raw.version.get_ref() != MANIFEST_VERSION {
+            return Err(self.err(
+                raw.version.span(),
+                "version",
+                format!(
+                    "unsupported manifest version {}; this sandbox reads version {MANIFEST_VERSION}",
+                    raw.version.get_ref()
+                ),
+            ));
+        }
+        let name = match raw.name {
+            Some(n) if n.get_ref().trim().is_empty() || n.get_ref().chars().any(char::is_control) => {
+                return Err(self.err(n.span(), "name", "must be non-empty text without control characters"));
+            }
+            Some(n) => n.into_inner(),
+            None => Path::new(self.file).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        };
+        let workspace_root = match raw.workspace.and_then(|w| w.root) {
+            Some(r) => self.relative_path(&r, "workspace.root")?,
+            None => self.base.to_path_buf(),
+        };
+        let fs = self.compile_fs(raw.fs.unwrap_or_default())?;
+        let (approval_via, approval_timeout) = self.compile_approval(raw.approval)?;
+        let limits = self.compile_limits(raw.limits)?;
+        let audit_path = match raw.audit.and_then(|a| a.path) {
+            Some(p) => self.relative_path(&p, "audit.path")?,
+            None => self.base.join("audit.jsonl"),
+        };
+        Ok(Policy {
+            name,
+            description: raw.description,
+            hash: format!("sha256:{}", hex::encode(Sha256::digest(bytes))),
+            source: PathBuf::from(self.file),
+            workspace_root,
+            fs,
+            approval_via,
+            approval_timeout,
+            limits,
+            audit_path,
+        })
+    }
+
+    fn relative_path(&self, value: &Spanned<String>, key: &str) -> Result<PathBuf, ManifestError> {
+        let s = value.get_ref();
+        if s.is_empty() || s.contains('\0') {
+            return Err(self.err(value.span(), key, "must be a non-empty path"));
+        }
+        Ok(self.base.join(s))
+    }
+
+    fn globs(&self, list: &str, values: &[Spanned<String>], case_insensitive: bool) -> Result<GlobList, ManifestError> {
+        let strings: Vec<String> = values.iter().map(|v| v.get_ref().clone()).collect();
+        GlobList::compile(&format!("fs.{list}"), &strings, case_insensitive)
+            .map_err(|e| self.err(values[e.index].span(), &format!("fs.{list}"), e.message))
+    }
+
+    fn compile_fs(&self, raw: RawFs) -> Result<FsPolicy, ManifestError> {
+        let mut broad_ok = Vec::new();
+        for v in &raw.allow_broad {
+            match v.get_ref().as_str() {
+                "read" | "write" | "auto_approve" => broad_ok.push(v.get_ref().clone()),
+                other => {
+                    return Err(self.err(
+                        v.span(),
+                        "fs.allow_broad",
+                        format!("`{other}` is not one of `read`, `write`, `auto_approve`"),
+                    ));
+                }
+            }
+        }
+        for (list, values) in [("read", &raw.read), ("write", &raw.write), ("auto_approve", &raw.auto_approve)] {
+            if broad_ok.iter().any(|b| b == list) {
+                continue;
+            }
+            if let Some(v) = values.iter().find(|v| is_broad(v.get_ref())) {
+                return Err(self.err(
+                    v.span(),
+                    &format!("fs.{list}"),
+                    format!(
+                        "glob `{}` grants the whole workspace; list what the tool needs, or add \"{list}\" to `fs.allow_broad` to mean it",
+                        v.get_ref()
+                    ),
+                ));
+            }
+        }
+        Ok(FsPolicy::new(
+            self.globs("read", &raw.read, false)?,
+            self.globs("write", &raw.write, false)?,
+            self.globs("auto_approve", &raw.auto_approve, false)?,
+            self.globs("deny", &raw.deny, true)?,
+        ))
+    }
+
+    fn duration(&self, v: &Spanned<String>, key: &str, max: Duration) -> Result<Duration, ManifestError> {
+        let d = humantime::parse_duration(v.get_ref()).map_err(|e| {
+            self.err(
+                v.span(),
+                key,
+                format!("`{}` is not a duration ({e}); write for example \"30s\" or \"10m\"", v.get_ref()),
+            )
+        })?;
+        if d.is_zero() {
+            return Err(self.err(v.span(), key, "must be longer than zero"));
+        }
+        if d > max {
+            return Err(self.err(
+                v.span(),
+                key,
+                format!("`{}` is longer than the maximum of {}", v.get_ref(), humantime::format_duration(max)),
+            ));
+        }
+        Ok(d)
+    }
+
+    fn compile_approval(&self, raw: Option<RawApproval>) -> Result<(Option<ApprovalVia>, Duration), ManifestError> {
+        let Some(raw) = raw else {
+            return Ok((None, crate::DEFAULT_APPROVAL_TIMEOUT));
+        };
+        let via = match &raw.via {
+            None => None,
+            Some(v) => Some(ApprovalVia::parse(v.get_ref()).map_err(|m| self.err(v.span(), "approval.via", m))?),
+        };
+        let timeout = match &raw.timeout {
+            None => crate::DEFAULT_APPROVAL_TIMEOUT,
+            Some(t) => self.duration(t, "approval.timeout", MAX_APPROVAL_TIMEOUT)?,
+        };
+        Ok((via, timeout))
+    }
+
+    fn compile_limits(&self, raw: Option<RawLimits>) -> Result<Limits, ManifestError> {
+        let mut limits = Limits::default();
+        let Some(raw) = raw else { return Ok(limits) };
+        if let Some(m) = raw.memory {
+            let v = m.get_ref().0;
+            if !(1 << 20..=MAX_MEMORY).contains(&v) {
+                return Err(self.err(m.span(), "limits.memory", format!("{v} bytes is outside 1 MiB ..= 4 GiB")));
+            }
+            limits.memory = v;
+        }
+        if let Some(t) = raw.time {
+            limits.time = self.duration(&t, "limits.time", MAX_TIME)?;
+        }
+        if let Some(c) = raw.calls {
+            let v = *c.get_ref();
+            if v < 1 {
+                return Err(self.err(c.span(), "limits.calls", "must be at least 1"));
+            }
+            limits.calls = v as u64;
+        }
+        if let Some(o) = raw.output {
+            let v = o.get_ref().0;
+            if !(1..=MAX_OUTPUT).contains(&v) {
+                return Err(self.err(o.span(), "limits.output", format!("{v} bytes is outside 1 ..= 1 GiB")));
+            }
+            limits.output = v;
+        }
+        Ok(limits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse("m.toml", text, Path::new("/base")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_full_manifest_compiles() {
+        let p = parse(
+            "m.toml",
+            r#"
+version = 1
+name = "demo"
+description = "d"
+[workspace]
+root = "ws"
+[fs]
+read = ["src/**"]
+write = ["out/**"]
+auto_approve = ["out/**"]
+deny = ["**/.env"]
+[approval]
+via = "deny"
+timeout = "5s"
+[limits]
+memory = "64 MiB"
+time = "10s"
+calls = 50
+output = 4096
+[audit]
+path = "log/a.jsonl"
+"#,
+            Path::new("/base"),
+        )
+        .unwrap();
+        assert_eq!(p.name, "demo");
+        assert_eq!(p.workspace_root, Path::new("/base/ws"));
+        assert_eq!(p.audit_path, Path::new("/base/log/a.jsonl"));
+        assert_eq!(p.limits.memory, 64 << 20);
+        assert_eq!(p.limits.time, Duration::from_secs(10));
+        assert_eq!(p.limits.calls, 50);
+        assert_eq!(p.limits.output, 4096);
+        assert_eq!(p.approval_via, Some(ApprovalVia::Deny));
+        assert_eq!(p.approval_timeout, Duration::from_secs(5));
+        assert!(p.hash.starts_with("sha256:") && p.hash.len() == 71);
+    }
+
+    #[test]
+    fn defaults_apply_when_keys_are_absent() {
+        let p = parse("dir/tool.toml", "version = 1\n", Path::new("/base")).unwrap();
+        assert_eq!(p.name, "tool");
+        assert_eq!(p.workspace_root, Path::new("/base"));
+        assert_eq!(p.audit_path, Path::new("/base/audit.jsonl"));
+        assert_eq!(p.limits, Limits::default());
+        assert_eq!(p.approval_via, None);
+        assert_eq!(p.approval_timeout, Duration::from_secs(60));
+        assert!(!p.fs.reads_anything());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        assert_eq!(
+            err("version = 1\n[fs]\nreed = [\"x\"]\n"),
+            "m.toml:3: key `fs.reed`: unknown key `reed`, expected one of `read`, `write`, `auto_approve`, `deny`, `allow_broad`"
+        );
+        let e = err("version = 1\n[fs]\nread = [\"a\"]\nread = [\"b\"]\n");
+        assert!(e.starts_with("m.toml:4: key `fs.read`: duplicate key"), "{e}");
+        let e = err("version = 1\n[limits]\ncalls = \"many\"\n");
+        assert!(e.starts_with("m.toml:3: key `limits.calls`: invalid type"), "{e}");
+        let e = err("version = 1\n[fs]\nread = \"src/**\"\n");
+        assert!(e.starts_with("m.toml:3: key `fs.read`: invalid type"), "{e}");
+        let e = err("version = 1\n[fs]\nread = [\"src/**\",\n  \"**\"]\n");
+        assert!(e.starts_with("m.toml:4: key `fs.read`: glob `**` grants the whole workspace"), "{e}");
+        let e = err("version = 1\n[limits]\nmemory = \"lots\"\n");
+        assert!(e.starts_with("m.toml:3: key `limits.memory`: `lots` is not a size"), "{e}");
+        let e = err("version = 1\n[limits]\ntime = \"0s\"\n");
+        assert_eq!(e, "m.toml:3: key `limits.time`: must be longer than zero");
+        let e = err("version = 2\n");
+        assert_eq!(e, "m.toml:1: key `version`: unsupported manifest version 2; this sandbox reads version 1");
+        let e = err("name = \"x\"\n");
+        assert!(e.starts_with("m.toml") && e.contains("missing key `version`"), "{e}");
+        let e = err("version = 1\n[approval]\nvia = \"email\"\n");
+        assert!(e.starts_with("m.toml:3: key `approval.via`:"), "{e}");
+        let e = err("version = 1\n[http]\nallow = []\n");
+        assert!(e.contains("unknown key `http`"), "{e}");
+        let e = err("version = 1\n[fs]\nwrite = [\"/etc/**\"]\n");
+        assert!(e.starts_with("m.toml:3: key `fs.write`: glob `/etc/**` is absolute"), "{e}");
+        let e = err("version = 1\n[fs]\nread = [\"a\"\n");
+        assert!(e.starts_with("m.toml:"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn broad_grants_need_to_be_meant() {
+        let e = err("version = 1\n[fs]\nwrite = [\"**/*\"]\nauto_approve = [\"**/*\"]\n");
+        assert!(e.starts_with("m.toml:3: key `fs.write`: glob `**/*` grants the whole workspace"), "{e}");
+        let ok =
+            parse("m.toml", "version = 1\n[fs]\nread = [\"**\"]\nallow_broad = [\"read\"]\n", Path::new("/")).unwrap();
+        assert!(ok.fs.reads_anything());
+        // deny may be as broad as the operator likes.
+        parse("m.toml", "version = 1\n[fs]\ndeny = [\"**\"]\n", Path::new("/")).unwrap();
+    }
+}

@@ -1,0 +1,40 @@
+//! The command line: one module per subcommand.
+
+mod audit;
+mod policy;
+mod run;
+
+use crate::exit::Failure;
+use clap::{Parser, Subcommand};
+
+/// Run WebAssembly tools under a capability manifest, with approvals and a
+/// tamper-evident audit log.
+#[derive(Debug, Parser)]
+#[command(name = "sandbox", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a tool (a wasm32-wasip2 component) under a manifest.
+    Run(run::RunArgs),
+    /// Check and explain manifests.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Work with audit logs.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+}
+
+impl Command {
+    /// Runs the subcommand and returns the process exit code.
+    pub fn execute(self) -> Result<i32, Failure> {
+        match self {
+            Command::Run(args) => run::execute(args),
+            Command::Policy(cmd) => cmd.execute(),
+            Command::Audit(cmd) => cmd.execute(),
+        }
+    }
+}

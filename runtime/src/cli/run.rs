@@ -1,0 +1,60 @@
+//! `sandbox run`.
+
+use crate::exit::Failure;
+use crate::run::{RunRequest, run};
+use clap::Args;
+use sandbox_policy::ApprovalVia;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The tool: a wasm32-wasip2 command component.
+    #[arg(value_name = "COMPONENT.wasm")]
+    component: PathBuf,
+    /// Capability manifest (required).
+    #[arg(long, value_name = "FILE")]
+    manifest: PathBuf,
+    /// Workspace root; overrides `[workspace] root`.
+    #[arg(long, value_name = "DIR")]
+    workspace: Option<PathBuf>,
+    /// Audit log; overrides `[audit] path`.
+    #[arg(long, value_name = "FILE")]
+    audit: Option<PathBuf>,
+    /// Who approves writes: `deny` or `tty`; overrides `[approval] via`.
+    #[arg(long, value_name = "deny|tty", value_parser = parse_via)]
+    approve: Option<ApprovalVia>,
+    /// Task id recorded on every event; default: a fresh unique id.
+    #[arg(long, value_name = "ID")]
+    task_id: Option<String>,
+    /// Who the run acts for (recorded on every event); default: the OS user.
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// The tool's name; default: the component's file stem.
+    #[arg(long, value_name = "NAME")]
+    agent: Option<String>,
+    /// Why the task runs (a ticket, a request).
+    #[arg(long, value_name = "TEXT")]
+    intent: Option<String>,
+    /// Arguments passed to the tool, after `--`.
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
+}
+
+fn parse_via(s: &str) -> Result<ApprovalVia, String> {
+    ApprovalVia::parse(s)
+}
+
+pub fn execute(a: RunArgs) -> Result<i32, Failure> {
+    run(RunRequest {
+        component: a.component,
+        manifest: a.manifest,
+        workspace: a.workspace,
+        audit: a.audit,
+        approve: a.approve,
+        task_id: a.task_id,
+        user: a.user,
+        agent: a.agent,
+        intent: a.intent,
+        args: a.args,
+    })
+}

@@ -1,0 +1,450 @@
+//! One run of a tool: from manifest and component to exit code, with a
+//! `task-start` and a `task-end` event around everything the tool does.
+//!
+//! The tool gets wasi:cli (its arguments, stdout and stderr, an empty
+//! environment, stdin only when it is not a terminal), wasi:clocks and
+//! wasi:random; wasi:filesystem without any preopened directory; wasi:sockets
+//! with TCP, UDP and name lookups off and every address refused. So the
+//! `sandbox:host` interfaces are its only way out.
+
+use crate::approver::{TtyApprover, has_terminal_ambient};
+use crate::exit::{Code, Failure};
+use crate::stdio::{GuardedOutput, Stream};
+use sandbox_audit::{AuditLog, Event, Kind, LimitsRecord};
+use sandbox_host_api::approval::{Approver, DenyApprover};
+use sandbox_host_api::workspace::Workspace;
+use sandbox_host_api::{HostCtx, RunClock, SharedAudit, Stop, StopCell, TaskInfo, lock_audit};
+use sandbox_policy::{ApprovalVia, Policy, RelPath};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// How often the epoch advances: the granularity of the time limit.
+const TICK: Duration = Duration::from_millis(10);
+/// How long past its time limit a run blocked in a host call (a sleep, a
+/// read of stdin) is given before the watchdog ends the process.
+const WATCHDOG_GRACE: Duration = Duration::from_secs(1);
+/// How long an append may wait for another writer's lock on the log.
+const AUDIT_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// What `sandbox run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// The component file.
+    pub component: PathBuf,
+    /// The manifest file.
+    pub manifest: PathBuf,
+    /// Overrides `[workspace] root`.
+    pub workspace: Option<PathBuf>,
+    /// Overrides `[audit] path`.
+    pub audit: Option<PathBuf>,
+    /// Overrides `[approval] via`.
+    pub approve: Option<ApprovalVia>,
+    /// The task id; default: a fresh UUIDv7.
+    pub task_id: Option<String>,
+    /// Who the run acts for; default: the OS user.
+    pub user: Option<String>,
+    /// The tool's name; default: the component's file stem.
+    pub agent: Option<String>,
+    /// Why the task runs.
+    pub intent: Option<String>,
+    /// Arguments for the tool.
+    pub args: Vec<String>,
+}
+
+/// The store's data: WASI state, the host state and the run's limits.
+struct RunState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    host: HostCtx,
+    memory: MemoryLimiter,
+    clock: Arc<RunClock>,
+    timed_out: bool,
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Refuses linear-memory growth beyond the limit (summed over all of the
+/// component's memories) and remembers that it did.
+struct MemoryLimiter {
+    limit: u64,
+    total: u64,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let grow = desired.saturating_sub(current) as u64;
+        if self.total + grow > self.limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        self.total += grow;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1 << 20)
+    }
+}
+
+/// How a run ended, as recorded on `task-end`.
+struct Ending {
+    code: i32,
+    status: &'static str,
+    reason: String,
+}
+
+fn validate_label(what: &str, value: &str, max: usize) -> Result<(), Failure> {
+    if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
+        return Err(Failure::usage(format!(
+            "{what} `{}` must be 1 to {max} bytes of text without control characters",
+            value.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty() && !u.chars().any(char::is_control))
+        .unwrap_or_else(|| format!("uid:{}", rustix::process::getuid().as_raw()))
+}
+
+/// The workspace-relative form of `file`, if it lies inside `root`.
+fn inside(root: &Path, file: &Path) -> Option<RelPath> {
+    let file = std::fs::canonicalize(file).ok()?;
+    let rel = file.strip_prefix(root).ok()?;
+    RelPath::normalise(rel.to_str()?).ok()
+}
+
+/// Runs a tool to its end and returns the exit code.
+pub fn run(req: RunRequest) -> Result<i32, Failure> {
+    let mut policy = sandbox_policy::load(&req.manifest).map_err(|e| Failure::usage(e.to_string()))?;
+    let task_id = req.task_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    validate_label("task id", &task_id, 128)?;
+    let user = req.user.clone().unwrap_or_else(os_user);
+    validate_label("user", &user, 256)?;
+    let agent = match &req.agent {
+        Some(a) => a.clone(),
+        None => req.component.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "tool".into()),
+    };
+    validate_label("agent", &agent, 256)?;
+    if let Some(i) = &req.intent {
+        validate_label("intent", i, 1024)?;
+    }
+
+    let audit_path = req.audit.clone().unwrap_or_else(|| policy.audit_path.clone());
+    let log = AuditLog::open(&audit_path, AUDIT_LOCK_WAIT).map_err(|e| Failure::new(Code::Audit, e.to_string()))?;
+    let audit: SharedAudit = Arc::new(Mutex::new(log));
+
+    // From here on a refused start is on record.
+    let component_bytes = std::fs::read(&req.component);
+    let component_hash = match &component_bytes {
+        Ok(b) => format!("sha256:{}", hex::encode(Sha256::digest(b))),
+        Err(_) => "sha256:unreadable".into(),
+    };
+    let task = TaskInfo { id: task_id, user, agent, component: component_hash, intent: req.intent.clone() };
+    let root = req.workspace.clone().unwrap_or_else(|| policy.workspace_root.clone());
+    let workspace = match Workspace::open_ambient(&root) {
+        Ok(ws) => ws,
+        Err(e) => {
+            let f = Failure::usage(format!("workspace `{}`: {}", root.display(), sandbox_policy::io_reason(&e)));
+            return refused_start(&audit, &policy, &task, &req, f);
+        }
+    };
+    for (file, what) in [(req.manifest.as_path(), "manifest"), (audit_path.as_path(), "audit-log")] {
+        if let Some(rel) = inside(workspace.root_path(), file) {
+            policy.fs.protect_path(&rel, what);
+        }
+    }
+    let bytes = match component_bytes {
+        Ok(b) => b,
+        Err(e) => {
+            let f =
+                Failure::usage(format!("component `{}`: {}", req.component.display(), sandbox_policy::io_reason(&e)));
+            return refused_start(&audit, &policy, &task, &req, f);
+        }
+    };
+    let engine = engine().map_err(|e| Failure::internal(format!("cannot configure the engine: {e}")))?;
+    let pre = match prepare(&engine, &bytes) {
+        Ok(pre) => pre,
+        Err(e) => {
+            let f = Failure::usage(format!("component `{}`: {}", req.component.display(), first_line(&e)));
+            return refused_start(&audit, &policy, &task, &req, f);
+        }
+    };
+
+    let policy = Arc::new(policy);
+    let via = req
+        .approve
+        .clone()
+        .or_else(|| policy.approval_via.clone())
+        .unwrap_or_else(|| if has_terminal_ambient() { ApprovalVia::Tty } else { ApprovalVia::Deny });
+    let approver: Box<dyn Approver> = match via {
+        ApprovalVia::Deny => Box::new(DenyApprover),
+        ApprovalVia::Tty => Box::new(TtyApprover::open_ambient(&os_user())),
+    };
+
+    let start_event = |log: &mut AuditLog| {
+        let root_text = workspace.root_path().display().to_string();
+        let limits = policy.limits;
+        log.record(&Event {
+            kind: Kind::TaskStart,
+            manifest: Some(&policy.name),
+            workspace: Some(&root_text),
+            args: Some(&req.args),
+            intent: task.intent.as_deref(),
+            reason: Some(&format!("approval via {}", via.name())),
+            limits: Some(LimitsRecord {
+                memory: limits.memory,
+                time_ms: limits.time.as_millis() as u64,
+                calls: limits.calls,
+                output: limits.output,
+            }),
+            ..base(&task, &policy)
+        });
+        log.sync()
+    };
+    start_event(&mut lock_audit(&audit)).map_err(|e| Failure::new(Code::Audit, e.to_string()))?;
+
+    let stop: StopCell = Arc::new(OnceLock::new());
+    let mut wasi = WasiCtx::builder();
+    let mut argv = vec![task.agent.clone()];
+    argv.extend(req.args.iter().cloned());
+    wasi.args(&argv)
+        .stdout(GuardedOutput::new(Stream::Stdout, policy.limits.output, audit.clone(), stop.clone()))
+        .stderr(GuardedOutput::new(Stream::Stderr, policy.limits.output, audit.clone(), stop.clone()))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }));
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        wasi.inherit_stdin();
+    }
+    let clock = RunClock::new(policy.limits.time);
+    let host =
+        HostCtx::new(policy.clone(), workspace, audit.clone(), approver, task.clone(), clock.clone(), stop.clone());
+    let state = RunState {
+        wasi: wasi.build(),
+        table: ResourceTable::new(),
+        host,
+        memory: MemoryLimiter { limit: policy.limits.memory, total: 0, hit: false },
+        clock: clock.clone(),
+        timed_out: false,
+    };
+    let mut store = Store::new(&engine, state);
+    store.limiter(|s| &mut s.memory);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut ctx| {
+        let s = ctx.data_mut();
+        let used = s.clock.used();
+        if used >= s.clock.limit() {
+            s.timed_out = true;
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        let left = s.clock.limit() - used;
+        Ok(UpdateDeadline::Continue((left.as_millis() / TICK.as_millis()).max(1) as u64))
+    });
+
+    // Epochs drive the time limit while wasm runs; the watchdog ends a run
+    // that is stuck in a blocking host call past its limit.
+    let ended = Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let engine = engine.clone();
+        let (ended, clock, audit, task, policy) =
+            (ended.clone(), clock.clone(), audit.clone(), task.clone(), policy.clone());
+        std::thread::spawn(move || {
+            while !ended.load(Ordering::Acquire) {
+                std::thread::sleep(TICK);
+                engine.increment_epoch();
+                if clock.used() > clock.limit() + WATCHDOG_GRACE {
+                    let ending = Ending {
+                        code: Code::TimeLimit as i32,
+                        status: "time-limit",
+                        reason: format!(
+                            "the run exceeded its time limit of {} while blocked in a host call",
+                            humantime::format_duration(clock.limit())
+                        ),
+                    };
+                    let code = match finish(&ended, &audit, &task, &policy, &ending, None, None) {
+                        None => return, // the run ended on its own meanwhile
+                        Some(Ok(code)) => code,
+                        Some(Err(f)) => {
+                            eprintln!("sandbox: error: {}", f.message);
+                            f.code as i32
+                        }
+                    };
+                    std::process::exit(code);
+                }
+            }
+        })
+    };
+    let result = pre.instantiate(&mut store).and_then(|cmd| cmd.wasi_cli_run().call_run(&mut store));
+    let state = store.data();
+    let ending = classify(result, state, &stop);
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let Some(code) = finish(&ended, &audit, &task, &policy, &ending, Some(state.host.calls()), state.host.intent())
+    else {
+        // The watchdog is ending the run and exits the process.
+        loop {
+            std::thread::park();
+        }
+    };
+    let _ = ticker.join();
+    code
+}
+
+/// Writes `task-end` once (the run or the watchdog, whichever comes first)
+/// and makes the log durable. `None` when the other side already did.
+fn finish(
+    ended: &AtomicBool,
+    audit: &SharedAudit,
+    task: &TaskInfo,
+    policy: &Policy,
+    ending: &Ending,
+    calls: Option<u64>,
+    intent: Option<&str>,
+) -> Option<Result<i32, Failure>> {
+    let mut log = lock_audit(audit);
+    if ended.swap(true, Ordering::AcqRel) {
+        return None;
+    }
+    log.record(&Event {
+        kind: Kind::TaskEnd,
+        status: Some(ending.status),
+        exit_code: Some(ending.code),
+        reason: Some(&ending.reason),
+        calls,
+        intent,
+        ..base(task, policy)
+    });
+    if let Err(e) = log.sync() {
+        return Some(Err(Failure::new(Code::Audit, e.to_string())));
+    }
+    if ending.status != "exit" {
+        eprintln!("sandbox: run stopped: {}", ending.reason);
+    }
+    Some(Ok(ending.code))
+}
+
+fn base<'a>(task: &'a TaskInfo, policy: &'a Policy) -> Event<'a> {
+    Event {
+        kind: Kind::TaskStart,
+        task: &task.id,
+        user: &task.user,
+        agent: &task.agent,
+        component: &task.component,
+        policy: &policy.hash,
+        ..Event::default()
+    }
+}
+
+/// Records a start that was refused after the log was opened.
+fn refused_start(
+    audit: &SharedAudit,
+    policy: &Policy,
+    task: &TaskInfo,
+    req: &RunRequest,
+    failure: Failure,
+) -> Result<i32, Failure> {
+    let mut log = lock_audit(audit);
+    log.record(&Event {
+        kind: Kind::TaskStart,
+        manifest: Some(&policy.name),
+        args: Some(&req.args),
+        intent: task.intent.as_deref(),
+        ..base(task, policy)
+    });
+    log.record(&Event {
+        kind: Kind::TaskEnd,
+        status: Some("refused"),
+        exit_code: Some(failure.code as i32),
+        reason: Some(&failure.message),
+        calls: Some(0),
+        ..base(task, policy)
+    });
+    log.sync().map_err(|e| Failure::new(Code::Audit, e.to_string()))?;
+    Err(failure)
+}
+
+/// The engine every run uses: component model, epoch interruption.
+pub fn engine() -> wasmtime::Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    Engine::new(&config)
+}
+
+/// Compiles the component and links WASI and `sandbox:host` for it.
+fn prepare(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<CommandPre<RunState>> {
+    let component = Component::from_binary(engine, bytes)?;
+    let mut linker: Linker<RunState> = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    sandbox_host_api::add_to_linker(&mut linker, |s: &mut RunState| &mut s.host)?;
+    CommandPre::new(linker.instantiate_pre(&component)?)
+}
+
+fn first_line(e: &wasmtime::Error) -> String {
+    let text = format!("{e:#}");
+    text.lines().next().unwrap_or("").to_owned()
+}
+
+fn classify(result: wasmtime::Result<Result<(), ()>>, state: &RunState, stop: &StopCell) -> Ending {
+    let exit = |code: i32| Ending { code, status: "exit", reason: format!("the tool exited with code {code}") };
+    let err = match result {
+        Ok(Ok(())) => return exit(0),
+        Ok(Err(())) => return exit(1),
+        Err(e) => e,
+    };
+    if let Some(stop) = stop.get() {
+        return match stop {
+            Stop::Audit(msg) => {
+                Ending { code: Code::Audit as i32, status: "audit-failure", reason: format!("audit log failed: {msg}") }
+            }
+            Stop::Calls(n) => Ending {
+                code: Code::CallLimit as i32,
+                status: "call-limit",
+                reason: format!("the tool kept calling after its limit of {n} host calls"),
+            },
+            Stop::Output { stream, limit } => Ending {
+                code: Code::OutputLimit as i32,
+                status: "output-limit",
+                reason: format!("the tool wrote more than {limit} bytes to {stream}"),
+            },
+        };
+    }
+    if let Some(exit_err) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return exit(exit_err.0);
+    }
+    if state.timed_out {
+        return Ending {
+            code: Code::TimeLimit as i32,
+            status: "time-limit",
+            reason: format!("the run exceeded its time limit of {}", humantime::format_duration(state.clock.limit())),
+        };
+    }
+    if state.memory.hit {
+        return Ending {
+            code: Code::MemoryLimit as i32,
+            status: "memory-limit",
+            reason: format!("the tool needed more than its memory limit of {} bytes", state.memory.limit),
+        };
+    }
+    if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
+        return Ending { code: Code::Trap as i32, status: "trap", reason: format!("the tool trapped: {trap}") };
+    }
+    Ending { code: Code::Trap as i32, status: "trap", reason: format!("the tool failed: {}", first_line(&err)) }
+}
