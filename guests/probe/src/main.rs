@@ -6,8 +6,13 @@
 //! OP: read P | cat P | list P | stat P | write P DATA | append P DATA
 //!     | mkdir P | remove P | rename A B | write-big P BYTES | read-big P
 //!     | http URL | run PROG ARGS... | intent TEXT | id
+//!     | read-check P MARKER      (ok `LEAK` when the content holds MARKER)
+//!     | sleep MS
 //!     | repeat N OP ARGS...      (prints a count per outcome)
 //! ```
+//!
+//! An argument starting `esc:` is unescaped first (`\0`, `\n`, `\xNN`,
+//! `\\`), to send bytes a command line cannot carry.
 //!
 //! Output: `OP ARGS: ok DETAIL` or `OP ARGS: KIND: MESSAGE`. Arguments are
 //! shown Rust-escaped so hostile paths stay on one line.
@@ -42,6 +47,14 @@ fn op(words: &[String]) -> Result<String, Error> {
             let _ = std::io::stdout().write_all(&d);
             format!("{} bytes", d.len())
         }),
+        ["read-check", p, marker] => fs::read(p).map(|d| {
+            let leaked = String::from_utf8_lossy(&d).contains(marker);
+            if leaked { "LEAK".into() } else { "clean".into() }
+        }),
+        ["sleep", ms] => {
+            std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
+            Ok("slept".into())
+        }
         ["read-big", p] => fs::read(p).map(|d| format!("{} bytes", d.len())),
         ["list", p] => fs::list_dir(p).map(|es| {
             let names: Vec<String> = es.iter().map(|e| format!("{}:{:?}:{}", e.name, e.kind, e.size)).collect();
@@ -83,8 +96,34 @@ fn op(words: &[String]) -> Result<String, Error> {
     }
 }
 
+/// Decodes an `esc:` argument.
+fn unescape(arg: String) -> String {
+    let Some(rest) = arg.strip_prefix("esc:") else { return arg };
+    let mut out = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('0') => out.push('\0'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some('x') => {
+                let hex: String = chars.by_ref().take(2).collect();
+                out.push(u8::from_str_radix(&hex, 16).map(char::from).unwrap_or('?'));
+            }
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<String> = std::env::args().skip(1).map(unescape).collect();
     for words in args.split(|a| a == "+") {
         if words.is_empty() {
             continue;
@@ -99,6 +138,7 @@ fn main() {
             let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
             for _ in 0..n {
                 let k = match op(&words[2..]) {
+                    Ok(detail) if detail == "LEAK" => "LEAK",
                     Ok(_) => "ok",
                     Err(e) => kind(&e),
                 };
