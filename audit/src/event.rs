@@ -153,6 +153,9 @@ pub struct Event<'a> {
     /// On `task-start`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsRecord>,
+    /// On `task-start`: who answers approval requests (`deny`, `tty`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approver: Option<&'a str>,
     /// On `task-end`: `exit`, `time-limit`, `memory-limit`, `trap`, ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<&'a str>,

@@ -207,7 +207,7 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
             workspace: Some(&root_text),
             args: Some(&req.args),
             intent: task.intent.as_deref(),
-            reason: Some(&format!("approval via {}", via.name())),
+            approver: Some(via.name()),
             limits: Some(LimitsRecord {
                 memory: limits.memory,
                 time_ms: limits.time.as_millis() as u64,

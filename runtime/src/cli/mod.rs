@@ -38,3 +38,11 @@ impl Command {
         }
     }
 }
+
+/// Writes a command's output to stdout. A reader that went away (`| head`)
+/// ends the output quietly; it is not an error of the command.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}

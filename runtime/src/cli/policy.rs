@@ -4,7 +4,15 @@ use crate::exit::{Code, Failure};
 use clap::Subcommand;
 use sandbox_policy::fs::PROTECTED_WRITES;
 use sandbox_policy::{FsOp, PathError, Policy, RelPath, Verdict};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+
+/// `writeln!` into a String (cannot fail).
+macro_rules! o {
+    ($out:expr, $($arg:tt)*) => {{
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -36,7 +44,7 @@ impl PolicyCommand {
         match self {
             PolicyCommand::Check { file } => {
                 let p = load(&file)?;
-                print_policy(&p);
+                super::emit(&print_policy(&p));
                 Ok(0)
             }
             PolicyCommand::Explain { file, capability, target } => {
@@ -51,19 +59,20 @@ fn list(items: &[String]) -> String {
     if items.is_empty() { "(none)".into() } else { items.join("  ") }
 }
 
-fn print_policy(p: &Policy) {
+fn print_policy(p: &Policy) -> String {
+    let mut out = String::new();
     let l = &p.limits;
-    println!("ok: {} is a valid version 1 manifest", p.source.display());
-    println!("name        {}", p.name);
+    o!(out, "ok: {} is a valid version 1 manifest", p.source.display());
+    o!(out, "name        {}", p.name);
     if let Some(d) = &p.description {
-        println!("description {d}");
+        o!(out, "description {d}");
     }
-    println!("policy      {}", p.hash);
-    println!("workspace   {}", p.workspace_root.display());
-    println!("audit       {}", p.audit_path.display());
+    o!(out, "policy      {}", p.hash);
+    o!(out, "workspace   {}", p.workspace_root.display());
+    o!(out, "audit       {}", p.audit_path.display());
     let via = p.approval_via.as_ref().map_or("tty with a terminal, else deny (default)", |v| v.name());
-    println!("approval    via {via}; timeout {}", humantime::format_duration(p.approval_timeout));
-    println!(
+    o!(out, "approval    via {via}; timeout {}", humantime::format_duration(p.approval_timeout));
+    o!(out, 
         "limits      memory {}  time {}  calls {}  output {}",
         bytesize(l.memory),
         humantime::format_duration(l.time),
@@ -71,13 +80,14 @@ fn print_policy(p: &Policy) {
         bytesize(l.output)
     );
     for (name, globs) in p.fs.lists() {
-        println!("fs.{name:<13}{}", list(globs));
+        o!(out, "fs.{name:<13}{}", list(globs));
     }
-    println!("http.send   not enabled in this version");
-    println!("process.run not enabled in this version");
-    println!("built-in    writes are always refused on: {}", PROTECTED_WRITES.join("  "));
-    println!("built-in    the manifest and the audit log are untouchable when inside the workspace;");
-    println!("            paths leading outside (`..`, symlinks) and files with several hard links are refused");
+    o!(out, "http.send   not enabled in this version");
+    o!(out, "process.run not enabled in this version");
+    o!(out, "built-in    writes are always refused on: {}", PROTECTED_WRITES.join("  "));
+    o!(out, "built-in    the manifest and the audit log are untouchable when inside the workspace;");
+    o!(out, "            paths leading outside (`..`, symlinks) and files with several hard links are refused");
+    out
 }
 
 fn bytesize(n: u64) -> String {
@@ -86,7 +96,7 @@ fn bytesize(n: u64) -> String {
 
 fn explain(p: &Policy, capability: &str, target: &str) -> Result<i32, Failure> {
     if matches!(capability, "http.send" | "process.run") {
-        println!("deny: {capability} is not enabled in this version (rule builtin:not-enabled)");
+        super::emit(&format!("deny: {capability} is not enabled in this version (rule builtin:not-enabled)\n"));
         return Ok(Code::Negative as i32);
     }
     let Some(op) = FsOp::from_capability(capability) else {
@@ -98,11 +108,11 @@ fn explain(p: &Policy, capability: &str, target: &str) -> Result<i32, Failure> {
     let path = match RelPath::normalise(target) {
         Ok(p) => p,
         Err(PathError::Invalid(m)) => {
-            println!("invalid: `{target}`: {m}");
+            super::emit(&format!("invalid: `{target}`: {m}\n"));
             return Ok(Code::Negative as i32);
         }
         Err(PathError::Escapes) => {
-            println!("deny: `{target}` leads outside the workspace (rule builtin:outside-workspace)");
+            super::emit(&format!("deny: `{target}` leads outside the workspace (rule builtin:outside-workspace)\n"));
             return Ok(Code::Negative as i32);
         }
     };
@@ -112,11 +122,11 @@ fn explain(p: &Policy, capability: &str, target: &str) -> Result<i32, Failure> {
         Verdict::Ask => ("ask (allowed once a human approves)", 0),
         Verdict::Deny => ("deny", Code::Negative as i32),
     };
-    println!("{word}: {capability} `{}` (rule {})", path.display(), d.rule);
+    let mut out = format!("{word}: {capability} `{}` (rule {})\n", path.display(), d.rule);
     if d.verdict != Verdict::Deny {
-        println!(
-            "note: at run time a symlink is followed and its target decided too; files with several hard links are refused"
-        );
+        out.push_str("note: at run time a symlink is followed and its target decided too; ");
+        out.push_str("files with several hard links are refused\n");
     }
+    super::emit(&out);
     Ok(code)
 }
