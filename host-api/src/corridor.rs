@@ -348,6 +348,32 @@ impl HostCtx {
         Ok(value)
     }
 
+    /// Walks a call of an interface this version does not enable through
+    /// the corridor: counted, refused with `denied`, audited.
+    pub(crate) fn refuse_not_enabled<T>(
+        &mut self,
+        capability: &'static str,
+        target: &str,
+        bytes_in: u64,
+    ) -> wasmtime::Result<Result<T, Error>> {
+        self.mediate(
+            capability,
+            (target, None),
+            bytes_in,
+            |_, _| -> Result<Plan<()>, Box<Refusal>> {
+                Err(Box::new(Refusal {
+                    decision: Decision::Deny,
+                    rule: "builtin:not-enabled".into(),
+                    target: target.to_owned(),
+                    dest: None,
+                    resolved: None,
+                    error: Error::Denied(format!("{capability} is not enabled in this version of sandbox")),
+                }))
+            },
+            |_, _, ()| Err(Error::Failed("internal: a refused call reached its effect".into())),
+        )
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn record_call(
         &self,

@@ -3,8 +3,7 @@
 
 use crate::bindings::sandbox::host::http::{self as wit, Request, Response};
 use crate::bindings::sandbox::host::types::Error;
-use crate::corridor::{HostCtx, Refusal};
-use sandbox_audit::Decision;
+use crate::corridor::HostCtx;
 
 /// The URL as recorded: userinfo dropped, query values dropped (keys kept).
 pub(crate) fn redacted_url(url: &str) -> String {
@@ -33,28 +32,8 @@ impl wit::Host for HostCtx {
     fn send(&mut self, req: Request) -> wasmtime::Result<Result<Response, Error>> {
         let target = format!("{} {}", req.method, redacted_url(&req.url));
         let bytes_in = req.body.as_ref().map_or(0, |b| b.len() as u64);
-        self.mediate(
-            "http.send",
-            (&target, None),
-            bytes_in,
-            |_, _| -> Result<crate::corridor::Plan<()>, Box<Refusal>> {
-                Err(Box::new(Refusal {
-                    decision: Decision::Deny,
-                    rule: "builtin:not-enabled".into(),
-                    target: target.clone(),
-                    dest: None,
-                    resolved: None,
-                    error: Error::Denied("http.send is not enabled in this version of sandbox".into()),
-                }))
-            },
-            |_, _, ()| unreachable_effect(),
-        )
+        self.refuse_not_enabled("http.send", &target, bytes_in)
     }
-}
-
-/// The `act` of a door that refuses everything in `prepare`.
-pub(crate) fn unreachable_effect<T>() -> Result<(T, u64), Error> {
-    Err(Error::Failed("internal: a refused call reached its effect".into()))
 }
 
 #[cfg(test)]

@@ -3,9 +3,7 @@
 
 use crate::bindings::sandbox::host::process::{self as wit, Command, Output};
 use crate::bindings::sandbox::host::types::Error;
-use crate::corridor::{HostCtx, Plan, Refusal};
-use crate::http::unreachable_effect;
-use sandbox_audit::Decision;
+use crate::corridor::HostCtx;
 
 impl wit::Host for HostCtx {
     fn run(&mut self, cmd: Command) -> wasmtime::Result<Result<Output, Error>> {
@@ -13,22 +11,7 @@ impl wit::Host for HostCtx {
         argv.extend(cmd.args.iter().cloned());
         let target = argv_line(&argv);
         let bytes_in = cmd.stdin.as_ref().map_or(0, |b| b.len() as u64);
-        self.mediate(
-            "process.run",
-            (&target, None),
-            bytes_in,
-            |_, _| -> Result<Plan<()>, Box<Refusal>> {
-                Err(Box::new(Refusal {
-                    decision: Decision::Deny,
-                    rule: "builtin:not-enabled".into(),
-                    target: target.clone(),
-                    dest: None,
-                    resolved: None,
-                    error: Error::Denied("process.run is not enabled in this version of sandbox".into()),
-                }))
-            },
-            |_, _, ()| unreachable_effect(),
-        )
+        self.refuse_not_enabled("process.run", &target, bytes_in)
     }
 }
 

@@ -200,7 +200,7 @@ fn build_glob(pattern: &str, case_insensitive: bool) -> Result<Glob, String> {
         .case_insensitive(case_insensitive)
         .empty_alternates(true)
         .build()
-        .map_err(|e| e.kind().to_string())
+        .map_err(|e| format!("glob `{pattern}` is malformed: {}", e.kind()))
 }
 
 /// Checks one glob as the operator wrote it and returns its normal form.
@@ -234,14 +234,34 @@ fn validate_pattern(raw: &str) -> Result<String, String> {
 /// all of them is "broad" and needs `fs.allow_broad`.
 const BROAD_PROBES: &[&str] = &[".env", ".git/config", "src/main.rs", "a/b/c/d/e.txt", "x"];
 
+/// True when one glob alone matches every probe.
+#[cfg(test)]
 pub(crate) fn is_broad(pattern: &str) -> bool {
-    match build_glob(pattern, false) {
-        Ok(g) => {
-            let m = g.compile_matcher();
-            BROAD_PROBES.iter().all(|p| m.is_match(p))
-        }
-        Err(_) => false,
+    broad_globs(&[pattern]).is_some()
+}
+
+/// When a list of globs together matches every probe (grants the whole
+/// workspace), the globs that make it so: one glob if one alone does, else
+/// those left after dropping every glob the others make unnecessary.
+pub(crate) fn broad_globs(patterns: &[&str]) -> Option<Vec<usize>> {
+    let matchers: Vec<Option<GlobMatcher>> =
+        patterns.iter().map(|p| build_glob(p, false).ok().map(|g| g.compile_matcher())).collect();
+    let covers = |set: &[usize]| {
+        BROAD_PROBES.iter().all(|p| set.iter().any(|i| matchers[*i].as_ref().is_some_and(|m| m.is_match(p))))
+    };
+    if let Some(one) = (0..patterns.len()).find(|i| covers(&[*i])) {
+        return Some(vec![one]);
     }
+    let mut set: Vec<usize> = (0..patterns.len()).collect();
+    if !covers(&set) {
+        return None;
+    }
+    let mut i = 0;
+    while i < set.len() {
+        let without: Vec<usize> = set.iter().copied().filter(|j| *j != set[i]).collect();
+        if covers(&without) { set = without } else { i += 1 }
+    }
+    Some(set)
 }
 
 /// One glob split into components, to decide whether a directory leads to
@@ -554,6 +574,10 @@ mod tests {
         for g in ["src/**", "**/*.rs", "*", "**/.env", "[a-z]*/**", "{**,x}"] {
             assert!(!is_broad(g), "{g}");
         }
+        // Several globs may grant everything together.
+        assert_eq!(broad_globs(&["src/**", "*", "*/**"]), Some(vec![1, 2]));
+        assert_eq!(broad_globs(&[".*", "*", ".*/**", "*/**"]), Some(vec![1, 3]));
+        assert_eq!(broad_globs(&["src/**", "*"]), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! the whole workspace without `fs.allow_broad`, a zero limit). Every error
 //! is one line naming the file, the line and the key.
 
-use crate::fs::{FsPolicy, GlobList, is_broad};
+use crate::fs::{FsPolicy, GlobList, broad_globs};
 use crate::{ApprovalVia, Limits, Policy};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
@@ -21,15 +21,15 @@ use toml::Spanned;
 pub const MANIFEST_VERSION: i64 = 1;
 
 /// Upper bounds that catch typos (`memory = "128 GiB"`) before they matter.
+const MIN_MEMORY: u64 = 1 << 20;
 const MAX_MEMORY: u64 = 4 << 30;
 const MAX_OUTPUT: u64 = 1 << 30;
-const MAX_TIME: Duration = Duration::from_secs(24 * 3600);
-const MAX_APPROVAL_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+const MAX_TIME: (Duration, &str) = (Duration::from_secs(24 * 3600), "24h");
+const MAX_APPROVAL_TIMEOUT: (Duration, &str) = (Duration::from_secs(7 * 24 * 3600), "7 days");
 
 /// A manifest that could not be read, parsed or compiled. Displays as one
 /// line: `FILE:LINE: key `KEY`: MESSAGE`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}{}: {}{message}", line.map(|l| format!(":{l}")).unwrap_or_default(), key.as_ref().map(|k| format!("key `{k}`: ")).unwrap_or_default())]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestError {
     /// The manifest file as the operator named it.
     pub file: String,
@@ -41,12 +41,43 @@ pub struct ManifestError {
     pub message: String,
 }
 
+impl fmt::Display for ManifestError {
+    /// One line; control characters (from a hostile file or key) are shown
+    /// escaped, never sent to the terminal.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", printable(&self.file))?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        f.write_str(": ")?;
+        if let Some(k) = &self.key {
+            write!(f, "key `{}`: ", printable(k))?;
+        }
+        f.write_str(&printable(&self.message))
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// Text with control characters escaped (`\u{1b}`).
+fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawManifest {
     version: Spanned<i64>,
     name: Option<Spanned<String>>,
-    description: Option<String>,
+    description: Option<Spanned<String>>,
     workspace: Option<RawWorkspace>,
     fs: Option<RawFs>,
     approval: Option<RawApproval>,
@@ -97,8 +128,9 @@ struct RawAudit {
     path: Option<Spanned<String>>,
 }
 
-/// A size: an integer number of bytes or a string with a unit (`"1 MiB"`).
-struct Size(u64);
+/// A size: an integer number of bytes or a string with a unit (`"1 MiB"`),
+/// with the text the operator wrote.
+struct Size(u64, String);
 
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
@@ -109,15 +141,15 @@ impl<'de> Deserialize<'de> for Size {
                 f.write_str("a size: bytes as an integer or a string such as \"128 MiB\"")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
-                u64::try_from(v).map(Size).map_err(|_| E::custom("a size cannot be negative"))
+                u64::try_from(v).map(|n| Size(n, v.to_string())).map_err(|_| E::custom("a size cannot be negative"))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Size, E> {
-                Ok(Size(v))
+                Ok(Size(v, v.to_string()))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Size, E> {
                 v.parse::<bytesize::ByteSize>()
-                    .map(|b| Size(b.as_u64()))
-                    .map_err(|e| E::custom(format!("`{v}` is not a size ({e}); write for example \"128 MiB\"")))
+                    .map(|b| Size(b.as_u64(), v.to_owned()))
+                    .map_err(|_| E::custom(format!("`{v}` is not a size; write for example \"128 MiB\"")))
             }
         }
         d.deserialize_any(V)
@@ -173,11 +205,21 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     if line.starts_with('[') {
         return header(line);
     }
-    let key = line
-        .split('=')
-        .next()
-        .map(|k| k.trim().trim_matches('"').to_owned())
-        .filter(|k| !k.is_empty() && line.contains('='));
+    let key_of = |l: &str| -> Option<String> {
+        let (k, _) = l.split_once('=')?;
+        let k = k.trim().trim_matches('"');
+        (!k.is_empty()).then(|| k.to_owned())
+    };
+    // A line inside a multi-line array belongs to the key that opened it.
+    let key = key_of(line).or_else(|| {
+        text[..start]
+            .lines()
+            .rev()
+            .map(str::trim)
+            .take_while(|l| !l.starts_with('['))
+            .find(|l| l.contains('='))
+            .and_then(key_of)
+    });
     let table =
         text[..start].lines().rev().find_map(|l| if l.trim_start().starts_with('[') { header(l) } else { None });
     match (table, key) {
@@ -188,19 +230,45 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     }
 }
 
+/// Serde's words for types, in TOML's words.
+const TYPE_WORDS: &[(&str, &str)] = &[
+    ("expected i64", "expected an integer"),
+    ("expected u64", "expected an integer"),
+    ("expected a sequence", "expected an array"),
+    ("expected a map", "expected a table"),
+    ("invalid type: sequence", "invalid type: array"),
+    ("invalid type: map", "invalid type: table"),
+    (" as i128", ""),
+];
+
 fn from_toml(file: &str, text: &str, e: &toml::de::Error) -> ManifestError {
     let span = e.span();
-    let message = e.message().trim().replace('\n', " ");
-    let message = match message.strip_prefix("unknown field") {
-        Some(rest) => format!("unknown key{rest}"),
-        None => message.replace("missing field", "missing key"),
-    };
-    ManifestError {
-        file: file.to_owned(),
-        line: span.as_ref().map(|s| line_of(text, s.start)),
-        key: span.and_then(|s| key_at(text, s.start)),
-        message,
+    let mut message = e.message().trim().replace('\n', " ");
+    for (from, to) in TYPE_WORDS {
+        message = message.replace(from, to);
     }
+    if let Some(i) = message.find("expected struct Raw") {
+        message.truncate(i);
+        message.push_str("expected a table");
+    }
+    let mut key = span.clone().and_then(|s| key_at(text, s.start));
+    if let Some(rest) = message.strip_prefix("unknown field") {
+        message = format!("unknown key{rest}");
+    } else if let Some(rest) = message.strip_prefix("missing field `") {
+        // The span of a missing key is its table; name the key itself.
+        let name = rest.split('`').next().unwrap_or_default().to_owned();
+        key = Some(match key.filter(|k| text.lines().any(|l| l.trim() == format!("[{k}]"))) {
+            Some(table) => format!("{table}.{name}"),
+            None => name.clone(),
+        });
+        message = format!("missing key `{name}`");
+    } else if message == "duplicate key"
+        && let Some(s) = &span
+        && text[s.start..].starts_with('[')
+    {
+        message = format!("duplicate table `[{}]`", key.clone().unwrap_or_default());
+    }
+    ManifestError { file: file.to_owned(), line: span.as_ref().map(|s| line_of(text, s.start)), key, message }
 }
 
 struct Compiler<'a> {
@@ -237,6 +305,15 @@ impl Compiler<'_> {
             Some(n) => n.into_inner(),
             None => Path::new(self.file).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
         };
+        if let Some(d) = &raw.description
+            && d.get_ref().chars().any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(self.err(
+                d.span(),
+                "description",
+                "must be text without control characters (newlines and tabs are fine)",
+            ));
+        }
         let workspace_root = match raw.workspace.and_then(|w| w.root) {
             Some(r) => self.relative_path(&r, "workspace.root")?,
             None => self.base.to_path_buf(),
@@ -250,7 +327,7 @@ impl Compiler<'_> {
         };
         Ok(Policy {
             name,
-            description: raw.description,
+            description: raw.description.map(Spanned::into_inner),
             hash: format!("sha256:{}", hex::encode(Sha256::digest(bytes))),
             source: PathBuf::from(self.file),
             workspace_root,
@@ -294,13 +371,22 @@ impl Compiler<'_> {
             if broad_ok.iter().any(|b| b == list) {
                 continue;
             }
-            if let Some(v) = values.iter().find(|v| is_broad(v.get_ref())) {
+            let globs: Vec<&str> = values.iter().map(|v| v.get_ref().as_str()).collect();
+            if let Some(culprits) = broad_globs(&globs) {
+                let last = &values[*culprits.last().unwrap_or(&0)];
+                let what = match culprits.as_slice() {
+                    [one] => format!("glob `{}` grants", globs[*one]),
+                    many => {
+                        let names: Vec<String> = many.iter().map(|i| format!("`{}`", globs[*i])).collect();
+                        let (init, tail) = names.split_at(names.len() - 1);
+                        format!("globs {} and {} together grant", init.join(", "), tail[0])
+                    }
+                };
                 return Err(self.err(
-                    v.span(),
+                    last.span(),
                     &format!("fs.{list}"),
                     format!(
-                        "glob `{}` grants the whole workspace; list what the tool needs, or add \"{list}\" to `fs.allow_broad` to mean it",
-                        v.get_ref()
+                        "{what} the whole workspace; list what the tool needs, or add \"{list}\" to `fs.allow_broad` to mean it"
                     ),
                 ));
             }
@@ -313,7 +399,12 @@ impl Compiler<'_> {
         ))
     }
 
-    fn duration(&self, v: &Spanned<String>, key: &str, max: Duration) -> Result<Duration, ManifestError> {
+    fn duration(
+        &self,
+        v: &Spanned<String>,
+        key: &str,
+        (max, max_text): (Duration, &str),
+    ) -> Result<Duration, ManifestError> {
         let d = humantime::parse_duration(v.get_ref()).map_err(|e| {
             self.err(
                 v.span(),
@@ -325,11 +416,7 @@ impl Compiler<'_> {
             return Err(self.err(v.span(), key, "must be longer than zero"));
         }
         if d > max {
-            return Err(self.err(
-                v.span(),
-                key,
-                format!("`{}` is longer than the maximum of {}", v.get_ref(), humantime::format_duration(max)),
-            ));
+            return Err(self.err(v.span(), key, format!("`{}` is longer than the maximum of {max_text}", v.get_ref())));
         }
         Ok(d)
     }
@@ -349,15 +436,22 @@ impl Compiler<'_> {
         Ok((via, timeout))
     }
 
+    fn size(&self, v: &Spanned<Size>, key: &str, min: (u64, &str), max: (u64, &str)) -> Result<u64, ManifestError> {
+        let Size(n, text) = v.get_ref();
+        if *n < min.0 {
+            return Err(self.err(v.span(), key, format!("`{text}` is below the minimum of {}", min.1)));
+        }
+        if *n > max.0 {
+            return Err(self.err(v.span(), key, format!("`{text}` is above the maximum of {}", max.1)));
+        }
+        Ok(*n)
+    }
+
     fn compile_limits(&self, raw: Option<RawLimits>) -> Result<Limits, ManifestError> {
         let mut limits = Limits::default();
         let Some(raw) = raw else { return Ok(limits) };
         if let Some(m) = raw.memory {
-            let v = m.get_ref().0;
-            if !(1 << 20..=MAX_MEMORY).contains(&v) {
-                return Err(self.err(m.span(), "limits.memory", format!("{v} bytes is outside 1 MiB ..= 4 GiB")));
-            }
-            limits.memory = v;
+            limits.memory = self.size(&m, "limits.memory", (MIN_MEMORY, "1 MiB"), (MAX_MEMORY, "4 GiB"))?;
         }
         if let Some(t) = raw.time {
             limits.time = self.duration(&t, "limits.time", MAX_TIME)?;
@@ -370,11 +464,7 @@ impl Compiler<'_> {
             limits.calls = v as u64;
         }
         if let Some(o) = raw.output {
-            let v = o.get_ref().0;
-            if !(1..=MAX_OUTPUT).contains(&v) {
-                return Err(self.err(o.span(), "limits.output", format!("{v} bytes is outside 1 ..= 1 GiB")));
-            }
-            limits.output = v;
+            limits.output = self.size(&o, "limits.output", (1, "1 byte"), (MAX_OUTPUT, "1 GiB"))?;
         }
         Ok(limits)
     }

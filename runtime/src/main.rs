@@ -22,7 +22,22 @@ fn main() {
         eprintln!("sandbox: error: cannot handle SIGXFSZ: {e}");
         std::process::exit(exit::Code::Internal as i32);
     }
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print to stdout and exit 0.
+        Err(e) if !e.use_stderr() => e.exit(),
+        // A bare `sandbox` shows the help (on stderr, exit 2).
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        Err(e) => {
+            // One line, like every other error; `--help` has the details.
+            // clap's first paragraph says what is wrong (and which argument).
+            let text = e.to_string();
+            let first = text.split("\n\n").next().unwrap_or("invalid usage");
+            let first = first.trim_start_matches("error: ").split_whitespace().collect::<Vec<_>>().join(" ");
+            eprintln!("sandbox: error: {first} (see `sandbox --help`)");
+            std::process::exit(exit::Code::Usage as i32);
+        }
+    };
     let code = match cli.command.execute() {
         Ok(code) => code,
         Err(failure) => {

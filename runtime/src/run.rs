@@ -123,11 +123,22 @@ fn os_user() -> String {
         .unwrap_or_else(|| format!("uid:{}", rustix::process::getuid().as_raw()))
 }
 
-/// The workspace-relative form of `file`, if it lies inside `root`.
-fn inside(root: &Path, file: &Path) -> Option<RelPath> {
-    let file = std::fs::canonicalize(file).ok()?;
-    let rel = file.strip_prefix(root).ok()?;
-    RelPath::normalise(rel.to_str()?).ok()
+/// Makes the manifest and the audit log untouchable for the tool when they
+/// lie inside the workspace `root` (an absolute, canonical path).
+pub fn protect_own_files(policy: &mut Policy, root: &Path, manifest: &Path, audit: &Path) {
+    for (file, what) in [(manifest, "manifest"), (audit, "audit-log")] {
+        // The file may not exist yet (an audit log before the first run).
+        let real = std::fs::canonicalize(file).ok().or_else(|| {
+            let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            Some(std::fs::canonicalize(parent).ok()?.join(file.file_name()?))
+        });
+        let rel = real
+            .and_then(|f| f.strip_prefix(root).ok().and_then(|r| r.to_str().map(str::to_owned)))
+            .and_then(|r| RelPath::normalise(&r).ok());
+        if let Some(rel) = rel {
+            policy.fs.protect_path(&rel, what);
+        }
+    }
 }
 
 /// Runs a tool to its end and returns the exit code.
@@ -165,11 +176,7 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
             return refused_start(&audit, &policy, &task, &req, f);
         }
     };
-    for (file, what) in [(req.manifest.as_path(), "manifest"), (audit_path.as_path(), "audit-log")] {
-        if let Some(rel) = inside(workspace.root_path(), file) {
-            policy.fs.protect_path(&rel, what);
-        }
-    }
+    protect_own_files(&mut policy, workspace.root_path(), &req.manifest, &audit_path);
     let bytes = match component_bytes {
         Ok(b) => b,
         Err(e) => {
@@ -182,7 +189,7 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
     let pre = match prepare(&engine, &bytes) {
         Ok(pre) => pre,
         Err(e) => {
-            let f = Failure::usage(format!("component `{}`: {}", req.component.display(), first_line(&e)));
+            let f = Failure::usage(format!("component `{}`: {}", req.component.display(), component_error(&bytes, &e)));
             return refused_start(&audit, &policy, &task, &req, f);
         }
     };
@@ -397,9 +404,22 @@ fn prepare(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<CommandPre<RunStat
     CommandPre::new(linker.instantiate_pre(&component)?)
 }
 
-fn first_line(e: &wasmtime::Error) -> String {
-    let text = format!("{e:#}");
-    text.lines().next().unwrap_or("").to_owned()
+/// An error as one line: its causes joined, whitespace folded.
+fn one_line(e: &wasmtime::Error) -> String {
+    format!("{e:#}").split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Why a component could not be loaded or linked, in one line.
+fn component_error(bytes: &[u8], e: &wasmtime::Error) -> String {
+    const MAGIC: &[u8] = b"\0asm";
+    if !bytes.starts_with(MAGIC) {
+        return "not a WebAssembly file (no `\\0asm` header)".into();
+    }
+    // Core modules are version 1, layer 0; components use another layer.
+    if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+        return "a core WebAssembly module, not a component; build the tool for wasm32-wasip2".into();
+    }
+    one_line(e)
 }
 
 fn classify(result: wasmtime::Result<Result<(), ()>>, state: &RunState, stop: &StopCell) -> Ending {
@@ -446,5 +466,5 @@ fn classify(result: wasmtime::Result<Result<(), ()>>, state: &RunState, stop: &S
     if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
         return Ending { code: Code::Trap as i32, status: "trap", reason: format!("the tool trapped: {trap}") };
     }
-    Ending { code: Code::Trap as i32, status: "trap", reason: format!("the tool failed: {}", first_line(&err)) }
+    Ending { code: Code::Trap as i32, status: "trap", reason: format!("the tool failed: {}", one_line(&err)) }
 }

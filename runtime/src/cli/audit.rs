@@ -1,8 +1,8 @@
 //! `sandbox audit verify`.
 
+use crate::approver::inert;
 use crate::exit::{Code, Failure};
 use clap::Subcommand;
-use crate::approver::inert;
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -90,8 +90,13 @@ fn show(ev: &Value) -> String {
     };
     let details = match ev["kind"].as_str().unwrap_or("") {
         "task-start" => {
-            let mut t =
-                format!("task {} agent {} user {} manifest {}", text("task"), text("agent"), text("user"), text("manifest"));
+            let mut t = format!(
+                "task {} agent {} user {} manifest {}",
+                text("task"),
+                text("agent"),
+                text("user"),
+                text("manifest")
+            );
             if ev["intent"].is_string() {
                 t.push_str(&format!(" intent \"{}\"", text("intent")));
             }
@@ -99,7 +104,10 @@ fn show(ev: &Value) -> String {
         }
         "call" => format!("{what}: {} by {}", text("decision"), text("rule")),
         "approval" => {
-            let by = ev["approval"]["by"].as_array().map(|a| a.iter().map(|v| inert(v.as_str().unwrap_or(""), false)).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+            let by = ev["approval"]["by"]
+                .as_array()
+                .map(|a| a.iter().map(|v| inert(v.as_str().unwrap_or(""), false)).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default();
             let via = inert(ev["approval"]["via"].as_str().unwrap_or(""), false);
             format!("{what}: {} via {via} by [{by}]: {}", text("decision"), text("reason"))
         }

@@ -48,7 +48,13 @@ impl PolicyCommand {
                 Ok(0)
             }
             PolicyCommand::Explain { file, capability, target } => {
-                let p = load(&file)?;
+                let mut p = load(&file)?;
+                // Decide as a run would: the manifest and the audit log are
+                // untouchable when they lie inside the workspace.
+                if let Ok(root) = std::fs::canonicalize(&p.workspace_root) {
+                    let audit = p.audit_path.clone();
+                    crate::run::protect_own_files(&mut p, &root, &file, &audit);
+                }
                 explain(&p, &capability, &target)
             }
         }
@@ -65,14 +71,15 @@ fn print_policy(p: &Policy) -> String {
     o!(out, "ok: {} is a valid version 1 manifest", p.source.display());
     o!(out, "name        {}", p.name);
     if let Some(d) = &p.description {
-        o!(out, "description {d}");
+        o!(out, "description {}", crate::approver::inert(d, true).replace('\n', "\n            "));
     }
     o!(out, "policy      {}", p.hash);
     o!(out, "workspace   {}", p.workspace_root.display());
     o!(out, "audit       {}", p.audit_path.display());
     let via = p.approval_via.as_ref().map_or("tty with a terminal, else deny (default)", |v| v.name());
     o!(out, "approval    via {via}; timeout {}", humantime::format_duration(p.approval_timeout));
-    o!(out, 
+    o!(
+        out,
         "limits      memory {}  time {}  calls {}  output {}",
         bytesize(l.memory),
         humantime::format_duration(l.time),
@@ -94,25 +101,29 @@ fn bytesize(n: u64) -> String {
     bytesize::ByteSize::b(n).display().iec().to_string()
 }
 
-fn explain(p: &Policy, capability: &str, target: &str) -> Result<i32, Failure> {
+fn explain(p: &Policy, capability: &str, raw_target: &str) -> Result<i32, Failure> {
+    let target = &crate::approver::inert(raw_target, false);
     if matches!(capability, "http.send" | "process.run") {
         super::emit(&format!("deny: {capability} is not enabled in this version (rule builtin:not-enabled)\n"));
         return Ok(Code::Negative as i32);
     }
     let Some(op) = FsOp::from_capability(capability) else {
         return Err(Failure::usage(format!(
-            "unknown capability `{capability}`; one of {}",
+            "unknown capability `{}`; one of {}, http.send, process.run",
+            crate::approver::inert(capability, false),
             FsOp::ALL.map(FsOp::capability).join(", ")
         )));
     };
-    let path = match RelPath::normalise(target) {
+    let path = match RelPath::normalise(raw_target) {
         Ok(p) => p,
         Err(PathError::Invalid(m)) => {
             super::emit(&format!("invalid: `{target}`: {m}\n"));
             return Ok(Code::Negative as i32);
         }
         Err(PathError::Escapes) => {
-            super::emit(&format!("deny: `{target}` leads outside the workspace (rule builtin:outside-workspace)\n"));
+            super::emit(&format!(
+                "deny: {capability} `{target}` leads outside the workspace (rule builtin:outside-workspace)\n"
+            ));
             return Ok(Code::Negative as i32);
         }
     };

@@ -5,6 +5,7 @@
 //! `cargo test`; a missing guest fails the test with that instruction.
 
 #![allow(dead_code)] // each test file uses its own part of the harness
+#![allow(clippy::unwrap_used)] // a test helper that cannot set up fails the test
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
