@@ -143,14 +143,14 @@ pub struct HostCtx {
     approver: Box<dyn Approver>,
     pub(crate) task: TaskInfo,
     pub(crate) intent: Option<String>,
-    calls: u64,
+    calls: Arc<AtomicU64>,
     clock: Arc<RunClock>,
     stop: StopCell,
 }
 
 impl std::fmt::Debug for HostCtx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostCtx").field("task", &self.task).field("calls", &self.calls).finish_non_exhaustive()
+        f.debug_struct("HostCtx").field("task", &self.task).field("calls", &self.calls()).finish_non_exhaustive()
     }
 }
 
@@ -168,12 +168,18 @@ impl HostCtx {
         stop: StopCell,
     ) -> HostCtx {
         let intent = task.intent.clone();
-        HostCtx { policy, workspace, audit, approver, task, intent, calls: 0, clock, stop }
+        HostCtx { policy, workspace, audit, approver, task, intent, calls: Arc::default(), clock, stop }
     }
 
     /// Host calls counted so far.
     pub fn calls(&self) -> u64 {
-        self.calls
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The call counter, for a thread that must report it while the run is
+    /// blocked (the runtime's watchdog).
+    pub fn calls_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.calls)
     }
 
     /// The intent in force (the tool's last, or the run's).
@@ -230,11 +236,8 @@ impl HostCtx {
     ) -> wasmtime::Result<Result<T, Error>> {
         let start = Instant::now();
         let policy = Arc::clone(&self.policy);
-        self.calls += 1;
-        let plan = if self.calls > policy.limits.calls {
-            if self.calls > policy.limits.calls + CALLS_GRACE {
-                return Err(self.stop(Stop::Calls(policy.limits.calls)));
-            }
+        let calls = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        let plan = if calls > policy.limits.calls {
             Err(Box::new(Refusal {
                 decision: Decision::Limit,
                 rule: "limits.calls".into(),
@@ -264,6 +267,10 @@ impl HostCtx {
                 );
                 self.record_result(capability, &r.target, r.dest.as_deref(), Err(&r.error), bytes_in, 0, start);
                 self.recorded()?;
+                if calls > policy.limits.calls + CALLS_GRACE {
+                    // Recorded like every refused call; then the run ends.
+                    return Err(self.stop(Stop::Calls(policy.limits.calls)));
+                }
                 return Ok(Err(r.error));
             }
         };

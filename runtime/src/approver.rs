@@ -71,8 +71,8 @@ impl Approver for TtyApprover {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 let _ = out.write_all(b"\n(no answer in time: rejected)\n");
-                let secs = req.timeout.as_secs();
-                return Answer::refused("tty", format!("no answer at the terminal within {secs}s"));
+                let wait = humantime::format_duration(req.timeout);
+                return Answer::refused("tty", format!("no answer at the terminal within {wait}"));
             }
             let ts = Timespec { tv_sec: left.as_secs() as i64, tv_nsec: left.subsec_nanos() as i64 };
             let mut fds = [PollFd::new(tty, PollFlags::IN)];
@@ -129,8 +129,15 @@ pub fn inert(s: &str, keep_newlines: bool) -> String {
     out
 }
 
+/// Undoes what a tool may have done to the terminal through its own output
+/// so that the prompt cannot be hidden or disguised: all attributes off
+/// (concealed, colours), cursor shown, back from the alternate screen,
+/// scrolling region reset, line wrapping on.
+const TERMINAL_RESET: &str = "\x1b[0m\x1b[?25h\x1b[?1049l\x1b[r\x1b[?7h";
+
 fn render(req: &ApprovalRequest<'_>) -> String {
-    let mut s = String::from("\n+-- sandbox: approval needed ------------------------------\n");
+    let mut s = String::from(TERMINAL_RESET);
+    s.push_str("\n+-- sandbox: approval needed ------------------------------\n");
     let mut row = |k: &str, v: &str| {
         let _ = writeln!(s, "| {k:<11} {}", inert(v, false));
     };
@@ -153,7 +160,7 @@ fn render(req: &ApprovalRequest<'_>) -> String {
             let _ = writeln!(s, "|   {line}");
         }
     }
-    let _ = write!(s, "+-- approve? type y and Enter ({}s to answer) [y/N]: ", req.timeout.as_secs());
+    let _ = write!(s, "+-- approve? type y and Enter ({} to answer) [y/N]: ", humantime::format_duration(req.timeout));
     s
 }
 

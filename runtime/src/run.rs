@@ -244,6 +244,7 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
     let clock = RunClock::new(policy.limits.time);
     let host =
         HostCtx::new(policy.clone(), workspace, audit.clone(), approver, task.clone(), clock.clone(), stop.clone());
+    let calls = host.calls_counter();
     let state = RunState {
         wasi: wasi.build(),
         table: ResourceTable::new(),
@@ -273,6 +274,7 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
         let engine = engine.clone();
         let (ended, clock, audit, task, policy) =
             (ended.clone(), clock.clone(), audit.clone(), task.clone(), policy.clone());
+        let calls = calls.clone();
         std::thread::spawn(move || {
             while !ended.load(Ordering::Acquire) {
                 std::thread::sleep(TICK);
@@ -286,7 +288,9 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
                             humantime::format_duration(clock.limit())
                         ),
                     };
-                    let code = match finish(&ended, &audit, &task, &policy, &ending, None, None) {
+                    // The intent lives in the blocked store; the calls are shared.
+                    let counted = Some(calls.load(Ordering::Relaxed));
+                    let code = match finish(&ended, &audit, &task, &policy, &ending, counted, None) {
                         None => return, // the run ended on its own meanwhile
                         Some(Ok(code)) => code,
                         Some(Err(f)) => {

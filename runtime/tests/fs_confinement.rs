@@ -14,6 +14,7 @@ auto_approve = ["out/**"]
 deny = ["**/.env", "**/*.pem", "src/secret/**"]
 "#;
 
+#[allow(clippy::unwrap_used)] // a fixture that cannot be set up fails the test
 fn fixture() -> Fixture {
     let f = Fixture::new(GRANTS);
     f.file("src/main.rs", "fn main() {}\n")
