@@ -4,8 +4,11 @@
 //!
 //! Each line is one JSON object whose members come in a fixed order:
 //! `v`, `seq`, `ts`, the event's own fields ([`Event`]), `prev`, `hash`.
-//! It is compact (no spaces), strings escaped as `serde_json` does (control
-//! characters as `\n`, `\u001b`, ...; other text as UTF-8).
+//! It is compact (no spaces); strings are escaped as `serde_json` does
+//! (`\"`, `\\`, C0 controls as `\n`, `\u001b`, ...) and, in addition, C1
+//! controls, U+2028, U+2029, bidi controls and zero-width characters as
+//! `\uXXXX`; other text is UTF-8. So an event is always one line to any
+//! reader, and no byte of it acts on a terminal.
 //!
 //! The *canonical form* of an event is its line without the final member
 //! `,"hash":"sha256:…"` (and without the newline): the exact bytes from `{`

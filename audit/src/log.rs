@@ -14,6 +14,7 @@
 
 use crate::event::{Event, MAX_TARGET_BYTES, SCHEMA_VERSION};
 use crate::{GENESIS, hash_line};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -147,6 +148,7 @@ impl AuditLog {
         let mut body = Vec::with_capacity(512);
         let cut_target = event.target.filter(|t| t.len() > MAX_TARGET_BYTES);
         let cut_dest = event.dest.filter(|t| t.len() > MAX_TARGET_BYTES);
+        let mut ser = serde_json::Serializer::with_formatter(&mut body, LogFormatter);
         let result = if cut_target.is_some() || cut_dest.is_some() {
             let mut e = event.clone();
             if let Some(t) = cut_target {
@@ -157,9 +159,9 @@ impl AuditLog {
                 e.dest = Some(cut(d));
                 e.dest_sha256 = Some(sha256_hex(d.as_bytes()));
             }
-            serde_json::to_writer(&mut body, &e)
+            e.serialize(&mut ser)
         } else {
-            serde_json::to_writer(&mut body, event)
+            event.serialize(&mut ser)
         };
         // Serialising plain strings and numbers into memory cannot fail.
         debug_assert!(result.is_ok());
@@ -295,6 +297,30 @@ impl AuditLog {
             return Err(bad(format!("its last event (seq {}) does not match its hash", t.seq)));
         }
         Ok(Head { next_seq: t.seq + 1, prev, len })
+    }
+}
+
+/// Compact JSON that also escapes, as `\uXXXX`, the characters besides
+/// C0 controls that split lines or act on terminals in the tools people
+/// read logs with: C1 controls (U+0080..U+009F, including NEL and the
+/// 8-bit CSI), U+2028 and U+2029, bidi controls and zero-width characters.
+struct LogFormatter;
+
+fn escaped_in_log(c: char) -> bool {
+    matches!(c, '\u{80}'..='\u{9f}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{061c}' | '\u{feff}')
+}
+
+impl serde_json::ser::Formatter for LogFormatter {
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if escaped_in_log(c) {
+                writer.write_all(&fragment.as_bytes()[start..i])?;
+                write!(writer, "\\u{:04x}", c as u32)?;
+                start = i + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
     }
 }
 

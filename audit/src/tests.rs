@@ -116,6 +116,25 @@ fn hostile_text_stays_on_one_line() {
 }
 
 #[test]
+fn line_separators_c1_and_bidi_controls_are_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let mut log = AuditLog::open(&path, WAIT).unwrap();
+    let nasty = "a\u{2028}b\u{2029}c\u{85}d\u{9b}31me\u{202e}f\u{200b}g\u{feff}h";
+    log.record(&event(nasty));
+    log.sync().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 1);
+    for c in nasty.chars().filter(|c| !c.is_ascii_alphanumeric()) {
+        assert!(!text.contains(c), "raw U+{:04X} in the log", c as u32);
+    }
+    assert!(text.contains("\\u2028") && text.contains("\\u009b") && text.contains("\\u202e"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+    assert_eq!(v["target"], nasty);
+    check(&path).unwrap();
+}
+
+#[test]
 fn long_targets_are_cut_with_their_hash() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.jsonl");

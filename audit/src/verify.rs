@@ -74,7 +74,7 @@ pub fn verify(input: impl Read) -> Result<VerifyReport, VerifyError> {
         }
         if fields.seq != expected {
             let reason = if fields.seq > expected {
-                format!("missing: the line holds seq {} (events removed?)", fields.seq)
+                format!("missing: the line holds seq {} (events removed or reordered?)", fields.seq)
             } else {
                 format!("out of order: the line holds seq {} (events inserted or reordered?)", fields.seq)
             };

@@ -1,5 +1,7 @@
-//! The runtime's own exit codes. A tool's own exit code passes through;
-//! the `task-end` event tells the two apart.
+//! The runtime's own exit codes. A tool's own exit code passes through
+//! (a Rust tool built with `std` for wasm32-wasip2 can only report 0 or 1:
+//! WASI 0.2's `exit` carries success or failure); the `task-end` event
+//! tells the two apart.
 
 /// Exit codes of `sandbox`, documented in the README.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,7 +12,8 @@ pub enum Code {
     Negative = 1,
     /// Invalid usage, manifest, workspace or component.
     Usage = 2,
-    /// Internal error (a bug in sandbox).
+    /// Internal error: a bug in sandbox, or the host could not set the
+    /// tool up (for example a resource limit of the host process).
     Internal = 70,
     /// The tool kept calling after `limits.calls` was used up.
     CallLimit = 122,

@@ -303,9 +303,12 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
             }
         })
     };
-    let result = pre.instantiate(&mut store).and_then(|cmd| cmd.wasi_cli_run().call_run(&mut store));
+    let (started, result) = match pre.instantiate(&mut store) {
+        Ok(cmd) => (true, cmd.wasi_cli_run().call_run(&mut store)),
+        Err(e) => (false, Err(e)),
+    };
     let state = store.data();
-    let ending = classify(result, state, &stop);
+    let ending = classify(result, state, &stop, started);
     let _ = std::io::Write::flush(&mut std::io::stdout());
     let Some(code) = finish(&ended, &audit, &task, &policy, &ending, Some(state.host.calls()), state.host.intent())
     else {
@@ -426,7 +429,7 @@ fn component_error(bytes: &[u8], e: &wasmtime::Error) -> String {
     one_line(e)
 }
 
-fn classify(result: wasmtime::Result<Result<(), ()>>, state: &RunState, stop: &StopCell) -> Ending {
+fn classify(result: wasmtime::Result<Result<(), ()>>, state: &RunState, stop: &StopCell, started: bool) -> Ending {
     let exit = |code: i32| Ending { code, status: "exit", reason: format!("the tool exited with code {code}") };
     let err = match result {
         Ok(Ok(())) => return exit(0),
@@ -465,6 +468,14 @@ fn classify(result: wasmtime::Result<Result<(), ()>>, state: &RunState, stop: &S
             code: Code::MemoryLimit as i32,
             status: "memory-limit",
             reason: format!("the tool needed more than its memory limit of {} bytes", state.memory.limit),
+        };
+    }
+    if !started {
+        // Not the tool's doing: the host could not set it up (resources).
+        return Ending {
+            code: Code::Internal as i32,
+            status: "start-failed",
+            reason: format!("the tool could not be started: {}", one_line(&err)),
         };
     }
     if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
