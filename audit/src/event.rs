@@ -105,9 +105,13 @@ pub struct Event<'a> {
     /// Set by the log when `dest` was cut.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dest_sha256: Option<String>,
-    /// Where a symlink led: the path the call was also decided on.
+    /// Where a symlink led (the path the call was also decided on), or the
+    /// addresses a host name resolved to (each one checked).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved: Option<&'a str>,
+    /// The names (never the values) of the headers a tool sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<&'a [String]>,
     /// The tool's last `task.set-intent`, or the run's `--intent`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub intent: Option<&'a str>,
@@ -138,6 +142,12 @@ pub struct Event<'a> {
     /// Bytes returned to the tool.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_out: Option<u64>,
+    /// On `result` events of HTTP requests: the response status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// On `result` events of HTTP requests: the address connected to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<&'a str>,
     /// Time the call took, approval waits included.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_us: Option<u64>,

@@ -65,7 +65,7 @@ impl Answer {
 
 /// Answers approval requests. Implementations block until they have an
 /// answer or the request's timeout passes.
-pub trait Approver: Send {
+pub trait Approver: Send + std::fmt::Debug {
     /// The channel's name, as written in audit events.
     fn via(&self) -> &'static str;
     /// Decides one request.

@@ -20,6 +20,7 @@
 
 use crate::approval::{ApprovalRequest, Approver};
 use crate::bindings::sandbox::host::types::Error;
+use crate::net::Net;
 use crate::workspace::Workspace;
 use sandbox_audit::{ApprovalRecord, AuditLog, Decision, Event, Kind};
 use sandbox_policy::{Policy, Verdict};
@@ -135,59 +136,136 @@ pub struct TaskInfo {
     pub intent: Option<String>,
 }
 
-/// The host state behind the `sandbox:host` interfaces, one per run.
-pub struct HostCtx {
-    pub(crate) policy: Arc<Policy>,
-    pub(crate) workspace: Workspace,
+/// What a run's corridor is made of.
+#[derive(Debug)]
+pub struct RunParts {
+    /// The compiled manifest.
+    pub policy: Arc<Policy>,
+    /// The workspace root.
+    pub workspace: Workspace,
+    /// Resolver and TLS for outbound requests.
+    pub net: Net,
+    /// The audit log.
+    pub audit: SharedAudit,
+    /// Answers `ask` decisions.
+    pub approver: Box<dyn Approver>,
+    /// Task identity.
+    pub task: TaskInfo,
+    /// The run's time budget; approval waits are taken off it.
+    pub clock: Arc<RunClock>,
+    /// Receives the reason if the run must stop.
+    pub stop: StopCell,
+}
+
+/// What a door's `prepare` and `act` may use.
+#[derive(Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    pub policy: &'a Policy,
+    pub ws: &'a Workspace,
+    pub net: &'a Net,
+    pub clock: &'a RunClock,
+}
+
+/// The state every call of a run shares, behind `Arc`s, so that a call
+/// carried by a task (a wasi:http request) walks the same corridor as a
+/// call made directly.
+#[derive(Clone)]
+pub struct Corridor {
+    policy: Arc<Policy>,
+    workspace: Arc<Workspace>,
+    net: Arc<Net>,
     audit: SharedAudit,
-    approver: Box<dyn Approver>,
-    pub(crate) task: TaskInfo,
-    pub(crate) intent: Option<String>,
+    approver: Arc<Mutex<Box<dyn Approver>>>,
+    task: Arc<TaskInfo>,
     calls: Arc<AtomicU64>,
     clock: Arc<RunClock>,
     stop: StopCell,
 }
 
-impl std::fmt::Debug for HostCtx {
+impl std::fmt::Debug for Corridor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostCtx").field("task", &self.task).field("calls", &self.calls()).finish_non_exhaustive()
+        f.debug_struct("Corridor").field("task", &self.task).field("calls", &self.calls).finish_non_exhaustive()
     }
 }
 
+/// The host state behind the `sandbox:host` interfaces, one per run: the
+/// corridor, and the intent the tool last stated.
+#[derive(Debug)]
+pub struct HostCtx {
+    pub(crate) corridor: Corridor,
+    pub(crate) intent: Option<String>,
+}
+
 impl HostCtx {
-    /// Builds the host state of one run. The approver answers every `ask`
-    /// decision; approval waits are taken off `clock`; the stop cell
-    /// receives the reason if the run must stop.
-    pub fn new(
-        policy: Arc<Policy>,
-        workspace: Workspace,
-        audit: SharedAudit,
-        approver: Box<dyn Approver>,
-        task: TaskInfo,
-        clock: Arc<RunClock>,
-        stop: StopCell,
-    ) -> HostCtx {
-        let intent = task.intent.clone();
-        HostCtx { policy, workspace, audit, approver, task, intent, calls: Arc::default(), clock, stop }
+    /// Builds the host state of one run.
+    pub fn new(parts: RunParts) -> HostCtx {
+        let intent = parts.task.intent.clone();
+        let corridor = Corridor {
+            policy: parts.policy,
+            workspace: Arc::new(parts.workspace),
+            net: Arc::new(parts.net),
+            audit: parts.audit,
+            approver: Arc::new(Mutex::new(parts.approver)),
+            task: Arc::new(parts.task),
+            calls: Arc::default(),
+            clock: parts.clock,
+            stop: parts.stop,
+        };
+        HostCtx { corridor, intent }
     }
 
     /// Host calls counted so far.
     pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
+        self.corridor.calls.load(Ordering::Relaxed)
     }
 
     /// The call counter, for a thread that must report it while the run is
     /// blocked (the runtime's watchdog).
     pub fn calls_counter(&self) -> Arc<AtomicU64> {
-        Arc::clone(&self.calls)
+        Arc::clone(&self.corridor.calls)
     }
 
     /// The intent in force (the tool's last, or the run's).
     pub fn intent(&self) -> Option<&str> {
         self.intent.as_deref()
     }
+}
 
-    fn event(&self, kind: Kind) -> Event<'_> {
+/// What an effect produced, for the `result` event.
+#[derive(Debug)]
+pub(crate) struct Done<T> {
+    pub value: T,
+    pub bytes_out: u64,
+    pub status: Option<u16>,
+    pub peer: Option<String>,
+}
+
+impl<T> Done<T> {
+    pub fn new(value: T, bytes_out: u64) -> Done<T> {
+        Done { value, bytes_out, status: None, peer: None }
+    }
+}
+
+/// The fields a call's events share.
+struct Record<'a> {
+    capability: &'a str,
+    target: &'a str,
+    dest: Option<&'a str>,
+    intent: Option<&'a str>,
+}
+
+impl Corridor {
+    /// The task id.
+    pub fn task_id(&self) -> &str {
+        &self.task.id
+    }
+
+    /// `limits.output`: the largest body or read passed either way.
+    pub fn output_limit(&self) -> u64 {
+        self.policy.limits.output
+    }
+
+    fn event<'a>(&'a self, kind: Kind, r: &Record<'a>) -> Event<'a> {
         Event {
             kind,
             task: &self.task.id,
@@ -195,7 +273,10 @@ impl HostCtx {
             agent: &self.task.agent,
             component: &self.task.component,
             policy: &self.policy.hash,
-            intent: self.intent.as_deref(),
+            intent: r.intent,
+            capability: Some(r.capability),
+            target: Some(r.target),
+            dest: r.dest,
             ..Event::default()
         }
     }
@@ -224,20 +305,25 @@ impl HostCtx {
     }
 
     /// Walks one host call through the corridor. `prepare` normalises and
-    /// decides (no effect); `act` performs the effect and returns the value
-    /// and the bytes returned to the guest.
+    /// decides (no effect); `act` performs the effect. `intent` is the
+    /// tool's stated intent at the time of the call.
     pub(crate) fn mediate<P, T>(
-        &mut self,
+        &self,
+        intent: Option<&str>,
         capability: &'static str,
         raw: (&str, Option<&str>),
         bytes_in: u64,
-        prepare: impl FnOnce(&Policy, &Workspace) -> Result<Plan<P>, Box<Refusal>>,
-        act: impl FnOnce(&Policy, &Workspace, P) -> Result<(T, u64), Error>,
+        prepare: impl FnOnce(Ctx<'_>) -> Result<Plan<P>, Box<Refusal>>,
+        act: impl FnOnce(Ctx<'_>, P) -> Result<Done<T>, Error>,
     ) -> wasmtime::Result<Result<T, Error>> {
+        if let Some(stop) = self.stop.get() {
+            // A call carried by a task hit a stop; the next one ends the run.
+            return Err(wasmtime::Error::msg(format!("the run is stopping: {stop:?}")));
+        }
         let start = Instant::now();
-        let policy = Arc::clone(&self.policy);
+        let cx = Ctx { policy: &self.policy, ws: &self.workspace, net: &self.net, clock: &self.clock };
         let calls = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
-        let plan = if calls > policy.limits.calls {
+        let plan = if calls > cx.policy.limits.calls {
             Err(Box::new(Refusal {
                 decision: Decision::Limit,
                 rule: "limits.calls".into(),
@@ -246,49 +332,43 @@ impl HostCtx {
                 resolved: None,
                 error: Error::LimitExceeded(format!(
                     "the run's limit of {} host calls is used up",
-                    policy.limits.calls
+                    cx.policy.limits.calls
                 )),
             }))
         } else {
-            prepare(&policy, &self.workspace)
+            prepare(cx)
         };
         let plan = match plan {
             Ok(plan) => plan,
             Err(r) => {
-                self.record_call(
-                    capability,
-                    r.decision,
-                    &r.rule,
-                    &r.target,
-                    r.dest.as_deref(),
-                    r.resolved.as_deref(),
-                    None,
-                    None,
-                );
-                self.record_result(capability, &r.target, r.dest.as_deref(), Err(&r.error), bytes_in, 0, start);
+                let rec = Record { capability, target: &r.target, dest: r.dest.as_deref(), intent };
+                let mut ev = self.event(Kind::Call, &rec);
+                ev.resolved = r.resolved.as_deref();
+                ev.decision = Some(r.decision);
+                ev.rule = Some(&r.rule);
+                lock_audit(&self.audit).record(&ev);
+                self.record_result::<T>(&rec, Err(&r.error), bytes_in, None, start);
                 self.recorded()?;
-                if calls > policy.limits.calls + CALLS_GRACE {
+                if calls > cx.policy.limits.calls + CALLS_GRACE {
                     // Recorded like every refused call; then the run ends.
-                    return Err(self.stop(Stop::Calls(policy.limits.calls)));
+                    return Err(self.stop(Stop::Calls(cx.policy.limits.calls)));
                 }
                 return Ok(Err(r.error));
             }
         };
-        let decision = if plan.verdict == Verdict::Ask { Decision::Ask } else { Decision::Allow };
-        self.record_call(
-            capability,
-            decision,
-            &plan.rule,
-            &plan.target,
-            plan.dest.as_deref(),
-            plan.resolved.as_deref(),
-            plan.size,
-            plan.content_sha256.as_deref(),
-        );
+        let rec = Record { capability, target: &plan.target, dest: plan.dest.as_deref(), intent };
+        let mut ev = self.event(Kind::Call, &rec);
+        ev.resolved = plan.resolved.as_deref();
+        ev.headers = plan.headers.as_deref();
+        ev.decision = Some(if plan.verdict == Verdict::Ask { Decision::Ask } else { Decision::Allow });
+        ev.rule = Some(&plan.rule);
+        ev.size = plan.size;
+        ev.content_sha256 = plan.content_sha256.as_deref();
+        lock_audit(&self.audit).record(&ev);
         let prepared = match plan.ready {
             Ok(p) => p,
             Err(e) => {
-                self.record_result(capability, &plan.target, plan.dest.as_deref(), Err(&e), bytes_in, 0, start);
+                self.record_result::<T>(&rec, Err(&e), bytes_in, None, start);
                 self.recorded()?;
                 return Ok(Err(e));
             }
@@ -297,11 +377,11 @@ impl HostCtx {
             // Everything so far is on disk before a human sees anything.
             self.durable()?;
             self.clock.begin_wait();
-            let answer = self.approver.ask(&ApprovalRequest {
+            let answer = self.approver.lock().unwrap_or_else(PoisonError::into_inner).ask(&ApprovalRequest {
                 task: &self.task.id,
                 user: &self.task.user,
                 agent: &self.task.agent,
-                intent: self.intent.as_deref(),
+                intent,
                 capability,
                 target: &plan.target,
                 dest: plan.dest.as_deref(),
@@ -309,13 +389,10 @@ impl HostCtx {
                 size: plan.size,
                 content_sha256: plan.content_sha256.as_deref(),
                 preview: plan.preview.as_deref(),
-                timeout: policy.approval_timeout,
+                timeout: cx.policy.approval_timeout,
             });
             self.clock.end_wait();
-            let mut ev = self.event(Kind::Approval);
-            ev.capability = Some(capability);
-            ev.target = Some(&plan.target);
-            ev.dest = plan.dest.as_deref();
+            let mut ev = self.event(Kind::Approval, &rec);
             ev.rule = Some(&plan.rule);
             ev.content_sha256 = plan.content_sha256.as_deref();
             ev.decision = Some(if answer.approved { Decision::Approved } else { Decision::Rejected });
@@ -328,7 +405,7 @@ impl HostCtx {
             lock_audit(&self.audit).record(&ev);
             if !answer.approved {
                 let error = Error::NotApproved(answer.reason.clone());
-                self.record_result(capability, &plan.target, plan.dest.as_deref(), Err(&error), bytes_in, 0, start);
+                self.record_result::<T>(&rec, Err(&error), bytes_in, None, start);
                 self.recorded()?;
                 return Ok(Err(error));
             }
@@ -337,37 +414,27 @@ impl HostCtx {
             // The write-ahead rule: nothing changes before it is on record.
             self.durable()?;
         }
-        let outcome = act(&policy, &self.workspace, prepared);
-        let (value, bytes_out) = match outcome {
-            Ok((v, n)) => (Ok(v), n),
-            Err(e) => (Err(e), 0),
-        };
-        self.record_result(
-            capability,
-            &plan.target,
-            plan.dest.as_deref(),
-            value.as_ref().map(|_| ()),
-            bytes_in,
-            bytes_out,
-            start,
-        );
+        let outcome = act(cx, prepared);
+        self.record_result(&rec, outcome.as_ref().map(|_| ()), bytes_in, outcome.as_ref().ok(), start);
         self.recorded()?;
-        Ok(value)
+        Ok(outcome.map(|done| done.value))
     }
 
     /// Walks a call of an interface this version does not enable through
     /// the corridor: counted, refused with `denied`, audited.
     pub(crate) fn refuse_not_enabled<T>(
-        &mut self,
+        &self,
+        intent: Option<&str>,
         capability: &'static str,
         target: &str,
         bytes_in: u64,
     ) -> wasmtime::Result<Result<T, Error>> {
         self.mediate(
+            intent,
             capability,
             (target, None),
             bytes_in,
-            |_, _| -> Result<Plan<()>, Box<Refusal>> {
+            |_| -> Result<Plan<()>, Box<Refusal>> {
                 Err(Box::new(Refusal {
                     decision: Decision::Deny,
                     rule: "builtin:not-enabled".into(),
@@ -377,49 +444,19 @@ impl HostCtx {
                     error: Error::Denied(format!("{capability} is not enabled in this version of sandbox")),
                 }))
             },
-            |_, _, ()| Err(Error::Failed("internal: a refused call reached its effect".into())),
+            |_, ()| Err(Error::Failed("internal: a refused call reached its effect".into())),
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn record_call(
+    fn record_result<T>(
         &self,
-        capability: &str,
-        decision: Decision,
-        rule: &str,
-        target: &str,
-        dest: Option<&str>,
-        resolved: Option<&str>,
-        size: Option<u64>,
-        content_sha256: Option<&str>,
-    ) {
-        let mut ev = self.event(Kind::Call);
-        ev.capability = Some(capability);
-        ev.target = Some(target);
-        ev.dest = dest;
-        ev.resolved = resolved;
-        ev.decision = Some(decision);
-        ev.rule = Some(rule);
-        ev.size = size;
-        ev.content_sha256 = content_sha256;
-        lock_audit(&self.audit).record(&ev);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn record_result(
-        &self,
-        capability: &str,
-        target: &str,
-        dest: Option<&str>,
+        r: &Record<'_>,
         outcome: Result<(), &Error>,
         bytes_in: u64,
-        bytes_out: u64,
+        done: Option<&Done<T>>,
         start: Instant,
     ) {
-        let mut ev = self.event(Kind::Result);
-        ev.capability = Some(capability);
-        ev.target = Some(target);
-        ev.dest = dest;
+        let mut ev = self.event(Kind::Result, r);
         let reason;
         match outcome {
             Ok(()) => ev.outcome = Some("ok"),
@@ -431,7 +468,9 @@ impl HostCtx {
             }
         }
         ev.bytes_in = Some(bytes_in);
-        ev.bytes_out = Some(bytes_out);
+        ev.bytes_out = Some(done.map_or(0, |d| d.bytes_out));
+        ev.status_code = done.and_then(|d| d.status);
+        ev.peer = done.and_then(|d| d.peer.as_deref());
         ev.duration_us = Some(start.elapsed().as_micros() as u64);
         lock_audit(&self.audit).record(&ev);
     }
@@ -470,6 +509,8 @@ pub(crate) struct Plan<P> {
     pub content_sha256: Option<String>,
     /// Shown to the approver.
     pub preview: Option<String>,
+    /// Header names the tool sent (HTTP).
+    pub headers: Option<Vec<String>>,
     /// What `act` needs, or why the call fails without an effect (a
     /// missing file): then no approval is asked.
     pub ready: Result<P, Error>,

@@ -8,7 +8,7 @@
 
 use crate::bindings::sandbox::host::fs::{self as wit, Entry, Kind, Metadata};
 use crate::bindings::sandbox::host::types::Error;
-use crate::corridor::{HostCtx, Plan, Refusal};
+use crate::corridor::{Ctx, Done, HostCtx, Plan, Refusal};
 use crate::workspace::{FsError, Located, MAX_RENAME_CHECK, ReadOutcome, Workspace};
 use rustix::fs::FileType;
 use sandbox_audit::Decision as AuditDecision;
@@ -178,6 +178,7 @@ impl<'p> Gate<'p> {
             size: None,
             content_sha256: None,
             preview: None,
+            headers: None,
             ready,
         }
     }
@@ -277,11 +278,12 @@ fn failed(gate_path: &str) -> impl Fn(FsError) -> Error + '_ {
 
 impl wit::Host for HostCtx {
     fn read(&mut self, path: String) -> wasmtime::Result<Result<Vec<u8>, Error>> {
-        self.mediate(
+        self.corridor.mediate(
+            self.intent.as_deref(),
             "fs.read",
             (&path, None),
             0,
-            |policy, ws| {
+            |Ctx { policy, ws, .. }| {
                 let mut gate = Gate::new(policy, FsOp::Read, &path)?;
                 let at = gate.locate(ws, true)?;
                 let ready = match at {
@@ -306,10 +308,10 @@ impl wit::Host for HostCtx {
                 };
                 Ok(gate.plan(false, ready))
             },
-            |policy, ws, (at, shown)| match ws.read(&at, policy.limits.output).map_err(failed(&shown))? {
+            |Ctx { policy, ws, .. }, (at, shown)| match ws.read(&at, policy.limits.output).map_err(failed(&shown))? {
                 ReadOutcome::Data(d) => {
                     let n = d.len() as u64;
-                    Ok((d, n))
+                    Ok(Done::new(d, n))
                 }
                 ReadOutcome::TooLarge => Err(Error::LimitExceeded(format!(
                     "`{shown}` is larger than the {} bytes reads are limited to",
@@ -320,11 +322,12 @@ impl wit::Host for HostCtx {
     }
 
     fn list_dir(&mut self, path: String) -> wasmtime::Result<Result<Vec<Entry>, Error>> {
-        self.mediate(
+        self.corridor.mediate(
+            self.intent.as_deref(),
             "fs.list-dir",
             (&path, None),
             0,
-            |policy, ws| {
+            |Ctx { policy, ws, .. }| {
                 let mut gate = Gate::new(policy, FsOp::ListDir, &path)?;
                 let at = gate.locate(ws, true)?;
                 let ready = match at {
@@ -337,7 +340,7 @@ impl wit::Host for HostCtx {
                 };
                 Ok(gate.plan(false, ready))
             },
-            |policy, ws, (at, asked, shown)| {
+            |Ctx { policy, ws, .. }, (at, asked, shown)| {
                 let raw = ws.list(&at).map_err(failed(&shown))?;
                 let mut out = Vec::with_capacity(raw.len());
                 let mut bytes = 0u64;
@@ -357,17 +360,18 @@ impl wit::Host for HostCtx {
                     }
                     out.push(Entry { name, kind: wit_kind(ft), size });
                 }
-                Ok((out, bytes))
+                Ok(Done::new(out, bytes))
             },
         )
     }
 
     fn stat(&mut self, path: String) -> wasmtime::Result<Result<Metadata, Error>> {
-        self.mediate(
+        self.corridor.mediate(
+            self.intent.as_deref(),
             "fs.stat",
             (&path, None),
             0,
-            |policy, ws| {
+            |Ctx { policy, ws, .. }| {
                 let mut gate = Gate::new(policy, FsOp::Stat, &path)?;
                 let at = gate.locate(ws, false)?;
                 let ready = match at {
@@ -379,21 +383,22 @@ impl wit::Host for HostCtx {
                 };
                 Ok(gate.plan(false, ready))
             },
-            |_, _, st| {
+            |_, st| {
                 let ft = FileType::from_raw_mode(st.st_mode);
                 let modified_ms = u64::try_from(st.st_mtime).ok().map(|s| s * 1000 + st.st_mtime_nsec / 1_000_000);
-                Ok((Metadata { kind: wit_kind(ft), size: st.st_size.max(0) as u64, modified_ms }, 24))
+                Ok(Done::new(Metadata { kind: wit_kind(ft), size: st.st_size.max(0) as u64, modified_ms }, 24))
             },
         )
     }
 
     fn write(&mut self, path: String, data: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
         let len = data.len() as u64;
-        self.mediate(
+        self.corridor.mediate(
+            self.intent.as_deref(),
             "fs.write",
             (&path, None),
             len,
-            |policy, ws| {
+            |Ctx { policy, ws, .. }| {
                 let (gate, at) = prepare_write(policy, ws, FsOp::Write, &path)?;
                 let shown = gate.target();
                 let old = match (&at, gate.decision.verdict) {
@@ -412,17 +417,20 @@ impl wit::Host for HostCtx {
                 }
                 Ok(plan)
             },
-            |_, ws, (at, shown)| ws.write_atomic(&at, &data).map(|()| ((), 0)).map_err(failed(&shown)),
+            |Ctx { ws, .. }, (at, shown)| {
+                ws.write_atomic(&at, &data).map(|()| Done::new((), 0)).map_err(failed(&shown))
+            },
         )
     }
 
     fn append(&mut self, path: String, data: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
         let len = data.len() as u64;
-        self.mediate(
+        self.corridor.mediate(
+            self.intent.as_deref(),
             "fs.append",
             (&path, None),
             len,
-            |policy, ws| {
+            |Ctx { policy, ws, .. }| {
                 let (gate, at) = prepare_write(policy, ws, FsOp::Append, &path)?;
                 let shown = gate.target();
                 let ask = gate.decision.verdict == Verdict::Ask;
@@ -434,16 +442,17 @@ impl wit::Host for HostCtx {
                 }
                 Ok(plan)
             },
-            |_, ws, (at, shown)| ws.append(&at, &data).map(|()| ((), 0)).map_err(failed(&shown)),
+            |Ctx { ws, .. }, (at, shown)| ws.append(&at, &data).map(|()| Done::new((), 0)).map_err(failed(&shown)),
         )
     }
 
     fn create_dir(&mut self, path: String) -> wasmtime::Result<Result<(), Error>> {
-        self.mediate(
+        self.corridor.mediate(
+            self.intent.as_deref(),
             "fs.create-dir",
             (&path, None),
             0,
-            |policy, ws| {
+            |Ctx { policy, ws, .. }| {
                 let (gate, at) = prepare_write(policy, ws, FsOp::CreateDir, &path)?;
                 let shown = gate.target();
                 let ready = match at {
@@ -454,16 +463,17 @@ impl wit::Host for HostCtx {
                 plan.preview = Some("create an empty directory\n".into());
                 Ok(plan)
             },
-            |_, ws, (at, shown)| ws.create_dir(&at).map(|()| ((), 0)).map_err(failed(&shown)),
+            |Ctx { ws, .. }, (at, shown)| ws.create_dir(&at).map(|()| Done::new((), 0)).map_err(failed(&shown)),
         )
     }
 
     fn remove(&mut self, path: String) -> wasmtime::Result<Result<(), Error>> {
-        self.mediate(
+        self.corridor.mediate(
+            self.intent.as_deref(),
             "fs.remove",
             (&path, None),
             0,
-            |policy, ws| {
+            |Ctx { policy, ws, .. }| {
                 let (gate, at) = prepare_write(policy, ws, FsOp::Remove, &path)?;
                 let shown = gate.target();
                 let (ready, what) = match at {
@@ -480,16 +490,17 @@ impl wit::Host for HostCtx {
                 plan.preview = Some(what);
                 Ok(plan)
             },
-            |_, ws, (at, shown)| ws.remove(&at).map(|()| ((), 0)).map_err(failed(&shown)),
+            |Ctx { ws, .. }, (at, shown)| ws.remove(&at).map(|()| Done::new((), 0)).map_err(failed(&shown)),
         )
     }
 
     fn rename(&mut self, src: String, dst: String) -> wasmtime::Result<Result<(), Error>> {
-        self.mediate(
+        self.corridor.mediate(
+            self.intent.as_deref(),
             "fs.rename",
             (&src, Some(&dst)),
             0,
-            |policy, ws| {
+            |Ctx { policy, ws, .. }| {
                 let with_dest = |mut r: Box<Refusal>| {
                     r.dest = Some(dst.clone());
                     r
@@ -541,7 +552,7 @@ impl wit::Host for HostCtx {
                 plan.preview = Some(preview);
                 Ok(plan)
             },
-            |_, ws, (a, b, shown)| ws.rename(&a, &b).map(|()| ((), 0)).map_err(failed(&shown)),
+            |Ctx { ws, .. }, (a, b, shown)| ws.rename(&a, &b).map(|()| Done::new((), 0)).map_err(failed(&shown)),
         )
     }
 }

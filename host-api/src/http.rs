@@ -1,11 +1,39 @@
-//! `sandbox:host/http`: not enabled in this version. Every call walks the
-//! corridor and is refused (and audited) like any denied call.
+//! `sandbox:host/http`: outbound requests to allow-listed destinations.
+//!
+//! [`Corridor::send_http`] is the one path for every request, from
+//! `http.send` and from standard wasi:http alike (see `wasi_http`):
+//! check the method, parse the URL, check the headers, decide on the
+//! rules, resolve the name, check every address, record the `call` event,
+//! ask for approval if the rule says so, make the log durable, then
+//! exchange with a checked address only, and record the `result`.
 
 use crate::bindings::sandbox::host::http::{self as wit, Request, Response};
 use crate::bindings::sandbox::host::types::Error;
-use crate::corridor::HostCtx;
+use crate::corridor::{Corridor, Ctx, Done, HostCtx, Plan, Refusal};
+use crate::net::{Exchange, NetError, Reply};
+use sandbox_audit::Decision;
+use sandbox_policy::http::{HostName, HttpTarget, check_header, check_method};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
 
-/// The URL as recorded: userinfo dropped, query values dropped (keys kept).
+/// The most of a request body shown to a reviewer.
+const PREVIEW_BYTES: usize = 4096;
+/// The most lines of a request body shown to a reviewer.
+const PREVIEW_LINES: usize = 40;
+
+/// A request as a tool asked for it, from either route.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The tool's own timeout, if it gave one.
+    pub timeout: Option<Duration>,
+}
+
+/// The URL as recorded when it could not be parsed: userinfo dropped,
+/// query values dropped (keys kept).
 pub(crate) fn redacted_url(url: &str) -> String {
     let (before, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
@@ -28,11 +56,154 @@ pub(crate) fn redacted_url(url: &str) -> String {
     }
 }
 
+fn refusal(decision: Decision, rule: &str, target: &str, resolved: Option<String>, error: Error) -> Box<Refusal> {
+    Box::new(Refusal { decision, rule: rule.to_owned(), target: target.to_owned(), dest: None, resolved, error })
+}
+
+/// What a reviewer sees: the request line with the full URL, the header
+/// names, and the start of the body.
+fn preview(out: &Outgoing, sha: &str) -> String {
+    let mut s = format!("{} {}\n", out.method, out.url);
+    if !out.headers.is_empty() {
+        let names: Vec<&str> = out.headers.iter().map(|(n, _)| n.as_str()).collect();
+        s.push_str(&format!("headers: {}\n", names.join(", ")));
+    }
+    if out.body.is_empty() {
+        s.push_str("(no body)\n");
+        return s;
+    }
+    s.push_str(&format!("body: {} bytes, {sha}\n", out.body.len()));
+    let head = &out.body[..out.body.len().min(PREVIEW_BYTES)];
+    match std::str::from_utf8(head) {
+        Ok(text) if !text.contains('\0') => {
+            let lines: Vec<&str> = text.lines().collect();
+            for line in lines.iter().take(PREVIEW_LINES) {
+                s.push_str(line);
+                s.push('\n');
+            }
+            if lines.len() > PREVIEW_LINES || out.body.len() > PREVIEW_BYTES {
+                s.push_str("... (preview cut)\n");
+            }
+        }
+        _ => s.push_str("(binary data)\n"),
+    }
+    s
+}
+
+fn prepare(cx: Ctx<'_>, out: &Outgoing, shown: &str) -> Result<Plan<Exchange>, Box<Refusal>> {
+    let invalid = |target: &str, m: String| refusal(Decision::Invalid, "input", target, None, Error::Invalid(m));
+    check_method(&out.method).map_err(|m| invalid(shown, m))?;
+    let target = HttpTarget::parse(&out.url).map_err(|m| invalid(shown, m))?;
+    let recorded = format!("{} {}", out.method, target.recorded());
+    for (name, value) in &out.headers {
+        check_header(name, value).map_err(|m| invalid(&recorded, m))?;
+    }
+    let (verdict, rule) = cx
+        .policy
+        .http
+        .decide(&out.method, &target)
+        .map_err(|d| refusal(Decision::Deny, d.rule, &recorded, None, Error::Denied(d.reason)))?;
+    let mut hasher = Sha256::new();
+    hasher.update(format!("{} {}\n", out.method, target.url).as_bytes());
+    hasher.update(&out.body);
+    let sha = format!("sha256:{}", hex::encode(hasher.finalize()));
+    let mut plan = Plan {
+        target: recorded.clone(),
+        dest: None,
+        resolved: None,
+        verdict,
+        rule: rule.to_owned(),
+        effect: true,
+        size: (!out.body.is_empty()).then_some(out.body.len() as u64),
+        content_sha256: Some(sha.clone()),
+        preview: (verdict == sandbox_policy::Verdict::Ask).then(|| preview(out, &sha)),
+        headers: Some(out.headers.iter().map(|(n, _)| n.clone()).collect()),
+        ready: Err(Error::Failed(String::new())),
+    };
+    let addrs = match cx.net.resolve_ambient(&target.host, target.port) {
+        Ok(addrs) => addrs,
+        Err(why) => {
+            plan.ready = Err(Error::Failed(why));
+            return Ok(plan);
+        }
+    };
+    let resolved = addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    for ip in &addrs {
+        if let Err(why) = cx.policy.http.check_address(*ip) {
+            let msg = match &target.host {
+                HostName::Ip(_) => format!("{ip} is {why}"),
+                HostName::Domain(d) => format!("`{d}` resolves to {ip}, {why}"),
+            };
+            return Err(refusal(
+                Decision::Deny,
+                "builtin:special-address",
+                &recorded,
+                Some(resolved),
+                Error::Denied(msg),
+            ));
+        }
+    }
+    plan.resolved = Some(resolved);
+    plan.ready = Ok(Exchange {
+        method: out.method.clone(),
+        target,
+        addrs,
+        headers: out.headers.clone(),
+        body: out.body.clone(),
+    });
+    Ok(plan)
+}
+
+fn act(cx: Ctx<'_>, ex: Exchange, asked: Option<Duration>) -> Result<Done<Reply>, Error> {
+    let left = cx.clock.limit().saturating_sub(cx.clock.used());
+    let timeout = asked.map_or(cx.policy.http.timeout, |t| t.min(cx.policy.http.timeout)).min(left);
+    if timeout.is_zero() {
+        return Err(Error::LimitExceeded("the run has no time left for a request".into()));
+    }
+    match cx.net.exchange_ambient(&ex, timeout, cx.policy.limits.output) {
+        Ok(reply) => Ok(Done {
+            bytes_out: reply.body.len() as u64,
+            status: Some(reply.status),
+            peer: Some(reply.peer.to_string()),
+            value: reply,
+        }),
+        Err(NetError::Timeout(t)) => {
+            Err(Error::Failed(format!("no complete response within {}", humantime::format_duration(t))))
+        }
+        Err(NetError::TooLarge(n)) => {
+            Err(Error::LimitExceeded(format!("the response body is larger than {n} bytes (limits.output)")))
+        }
+        Err(NetError::Failed(why)) => Err(Error::Failed(why)),
+    }
+}
+
+impl Corridor {
+    /// Walks one outbound request through the corridor.
+    pub(crate) fn send_http(&self, intent: Option<&str>, out: Outgoing) -> wasmtime::Result<Result<Reply, Error>> {
+        let shown = format!("{} {}", out.method, redacted_url(&out.url));
+        let timeout = out.timeout;
+        self.mediate(
+            intent,
+            "http.send",
+            (&shown, None),
+            out.body.len() as u64,
+            |cx| prepare(cx, &out, &shown),
+            |cx, ex| act(cx, ex, timeout),
+        )
+    }
+}
+
 impl wit::Host for HostCtx {
     fn send(&mut self, req: Request) -> wasmtime::Result<Result<Response, Error>> {
-        let target = format!("{} {}", req.method, redacted_url(&req.url));
-        let bytes_in = req.body.as_ref().map_or(0, |b| b.len() as u64);
-        self.refuse_not_enabled("http.send", &target, bytes_in)
+        let out = Outgoing {
+            method: req.method,
+            url: req.url,
+            headers: req.headers,
+            body: req.body.unwrap_or_default(),
+            timeout: req.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms))),
+        };
+        let reply = self.corridor.send_http(self.intent.as_deref(), out)?;
+        Ok(reply.map(|r| Response { status: r.status, headers: r.headers, body: r.body }))
     }
 }
 
@@ -41,7 +212,7 @@ mod tests {
     use super::redacted_url;
 
     #[test]
-    fn secrets_in_urls_are_not_recorded() {
+    fn secrets_in_unparsable_urls_are_not_recorded() {
         assert_eq!(redacted_url("https://u:pw@api.example.com/x?token=abc&q=1"), "https://api.example.com/x?token&q");
         assert_eq!(redacted_url("https://api.example.com"), "https://api.example.com");
         assert_eq!(redacted_url("not a url"), "not a url");

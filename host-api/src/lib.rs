@@ -15,11 +15,13 @@ pub mod approval;
 pub mod corridor;
 mod fs;
 mod http;
+pub mod net;
 mod process;
 mod task;
+mod wasi_http;
 pub mod workspace;
 
-pub use corridor::{HostCtx, RunClock, SharedAudit, Stop, StopCell, TaskInfo, lock_audit};
+pub use corridor::{Corridor, HostCtx, RunClock, RunParts, SharedAudit, Stop, StopCell, TaskInfo, lock_audit};
 
 /// The generated bindings of the `tool` world (imports only).
 pub mod bindings {

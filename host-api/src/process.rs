@@ -11,7 +11,7 @@ impl wit::Host for HostCtx {
         argv.extend(cmd.args.iter().cloned());
         let target = argv_line(&argv);
         let bytes_in = cmd.stdin.as_ref().map_or(0, |b| b.len() as u64);
-        self.refuse_not_enabled("process.run", &target, bytes_in)
+        self.corridor.refuse_not_enabled(self.intent.as_deref(), "process.run", &target, bytes_in)
     }
 }
 

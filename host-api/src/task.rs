@@ -11,7 +11,7 @@ pub const MAX_INTENT_BYTES: usize = 1024;
 
 impl wit::Host for HostCtx {
     fn id(&mut self) -> wasmtime::Result<String> {
-        Ok(self.task.id.clone())
+        Ok(self.corridor.task_id().to_owned())
     }
 
     fn set_intent(&mut self, reason: String) -> wasmtime::Result<()> {

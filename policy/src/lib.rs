@@ -9,6 +9,7 @@
 //! Deny by default: a manifest that grants nothing lets a tool do nothing.
 
 pub mod fs;
+pub mod http;
 pub mod manifest;
 pub mod path;
 
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use fs::{Decision, FsOp, FsPolicy, Verdict};
+pub use http::{HttpPolicy, HttpTarget};
 pub use manifest::{ManifestError, load, parse};
 pub use path::{PathError, RelPath};
 
@@ -40,6 +42,8 @@ pub struct Policy {
     pub workspace_root: PathBuf,
     /// `[fs]` grants.
     pub fs: FsPolicy,
+    /// `[http]` rules; none: every request is denied.
+    pub http: HttpPolicy,
     /// `[approval] via`; `None` means: `tty` when the run has a controlling
     /// terminal, else `deny`.
     pub approval_via: Option<ApprovalVia>,

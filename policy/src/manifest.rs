@@ -7,6 +7,7 @@
 //! is one line naming the file, the line and the key.
 
 use crate::fs::{FsPolicy, GlobList, broad_globs};
+use crate::http::{HttpPolicy, RuleSpec, compile_rule, parse_cidr};
 use crate::{ApprovalVia, Limits, Policy};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
@@ -26,6 +27,7 @@ const MAX_MEMORY: u64 = 4 << 30;
 const MAX_OUTPUT: u64 = 1 << 30;
 const MAX_TIME: (Duration, &str) = (Duration::from_secs(24 * 3600), "24h");
 const MAX_APPROVAL_TIMEOUT: (Duration, &str) = (Duration::from_secs(7 * 24 * 3600), "7 days");
+const MAX_HTTP_TIMEOUT: (Duration, &str) = (Duration::from_secs(3600), "1h");
 
 /// A manifest that could not be read, parsed or compiled. Displays as one
 /// line: `FILE:LINE: key `KEY`: MESSAGE`.
@@ -83,6 +85,28 @@ struct RawManifest {
     approval: Option<RawApproval>,
     limits: Option<RawLimits>,
     audit: Option<RawAudit>,
+    http: Option<RawHttp>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    #[serde(default)]
+    allow: Vec<RawHttpRule>,
+    #[serde(default)]
+    allow_private: Vec<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    ca_certs: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttpRule {
+    url: Spanned<String>,
+    methods: Option<Spanned<Vec<Spanned<String>>>>,
+    approval: Option<Spanned<String>>,
+    query: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -319,6 +343,7 @@ impl Compiler<'_> {
             None => self.base.to_path_buf(),
         };
         let fs = self.compile_fs(raw.fs.unwrap_or_default())?;
+        let http = self.compile_http(raw.http.unwrap_or_default())?;
         let (approval_via, approval_timeout) = self.compile_approval(raw.approval)?;
         let limits = self.compile_limits(raw.limits)?;
         let audit_path = match raw.audit.and_then(|a| a.path) {
@@ -332,6 +357,7 @@ impl Compiler<'_> {
             source: PathBuf::from(self.file),
             workspace_root,
             fs,
+            http,
             approval_via,
             approval_timeout,
             limits,
@@ -397,6 +423,49 @@ impl Compiler<'_> {
             self.globs("auto_approve", &raw.auto_approve, false)?,
             self.globs("deny", &raw.deny, true)?,
         ))
+    }
+
+    fn compile_http(&self, raw: RawHttp) -> Result<HttpPolicy, ManifestError> {
+        let mut rules = Vec::with_capacity(raw.allow.len());
+        for (i, r) in raw.allow.into_iter().enumerate() {
+            let approval = match &r.approval {
+                None => None,
+                Some(a) => match a.get_ref().as_str() {
+                    "never" => Some(false),
+                    "required" => Some(true),
+                    other => {
+                        return Err(self.err(
+                            a.span(),
+                            "http.allow.approval",
+                            format!("`{other}` is not one of \"never\", \"required\""),
+                        ));
+                    }
+                },
+            };
+            let methods = r.methods.as_ref().map(|m| m.get_ref().iter().map(|s| s.get_ref().clone()).collect());
+            let spec = RuleSpec { url: r.url.get_ref(), methods, approval, query: r.query.unwrap_or(true) };
+            let rule = compile_rule(i, spec).map_err(|(key, message)| {
+                let span = match (key, &r.methods) {
+                    ("methods", Some(m)) => m.span(),
+                    _ => r.url.span(),
+                };
+                self.err(span, &format!("http.allow.{key}"), message)
+            })?;
+            rules.push(rule);
+        }
+        let mut private = Vec::with_capacity(raw.allow_private.len());
+        for c in &raw.allow_private {
+            private.push(parse_cidr(c.get_ref()).map_err(|m| self.err(c.span(), "http.allow_private", m))?);
+        }
+        let timeout = match &raw.timeout {
+            None => crate::http::DEFAULT_TIMEOUT,
+            Some(t) => self.duration(t, "http.timeout", MAX_HTTP_TIMEOUT)?,
+        };
+        let mut ca_certs = Vec::new();
+        for c in &raw.ca_certs {
+            ca_certs.push(self.relative_path(c, "http.ca_certs")?);
+        }
+        Ok(HttpPolicy::new(rules, private, timeout, ca_certs))
     }
 
     fn duration(
@@ -555,8 +624,12 @@ path = "log/a.jsonl"
         assert!(e.starts_with("m.toml") && e.contains("missing key `version`"), "{e}");
         let e = err("version = 1\n[approval]\nvia = \"email\"\n");
         assert!(e.starts_with("m.toml:3: key `approval.via`:"), "{e}");
-        let e = err("version = 1\n[http]\nallow = []\n");
-        assert!(e.contains("unknown key `http`"), "{e}");
+        let e = err("version = 1\n[http]\nallowed = []\n");
+        assert!(e.starts_with("m.toml:3: key `http.allowed`: unknown key `allowed`"), "{e}");
+        let e = err("version = 1\n[[http.allow]]\nurl = \"https://*/x\"\n");
+        assert!(e.starts_with("m.toml:3: key `http.allow.url`:"), "{e}");
+        let e = err("version = 1\n[http]\nallow_private = [\"10.0.0.0/33\"]\n");
+        assert!(e.starts_with("m.toml:3: key `http.allow_private`:"), "{e}");
         let e = err("version = 1\n[fs]\nwrite = [\"/etc/**\"]\n");
         assert!(e.starts_with("m.toml:3: key `fs.write`: glob `/etc/**` is absolute"), "{e}");
         let e = err("version = 1\n[fs]\nread = [\"a\"\n");

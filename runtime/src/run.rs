@@ -12,8 +12,9 @@ use crate::exit::{Code, Failure};
 use crate::stdio::{GuardedOutput, Stream};
 use sandbox_audit::{AuditLog, Event, Kind, LimitsRecord};
 use sandbox_host_api::approval::{Approver, DenyApprover};
+use sandbox_host_api::net::Net;
 use sandbox_host_api::workspace::Workspace;
-use sandbox_host_api::{HostCtx, RunClock, SharedAudit, Stop, StopCell, TaskInfo, lock_audit};
+use sandbox_host_api::{HostCtx, RunClock, RunParts, SharedAudit, Stop, StopCell, TaskInfo, lock_audit};
 use sandbox_policy::{ApprovalVia, Policy, RelPath};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// How often the epoch advances: the granularity of the time limit.
 const TICK: Duration = Duration::from_millis(10);
@@ -56,11 +58,14 @@ pub struct RunRequest {
     pub intent: Option<String>,
     /// Arguments for the tool.
     pub args: Vec<String>,
+    /// Host names pinned to addresses instead of DNS (`--resolve`).
+    pub resolve: Vec<(String, Vec<std::net::IpAddr>)>,
 }
 
 /// The store's data: WASI state, the host state and the run's limits.
 struct RunState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
     table: ResourceTable,
     host: HostCtx,
     memory: MemoryLimiter,
@@ -71,6 +76,14 @@ struct RunState {
 impl WasiView for RunState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Standard wasi:http goes through the corridor: the host state is the
+/// hook that sends every request.
+impl WasiHttpView for RunState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { hooks: &mut self.host, table: &mut self.table, ctx: &mut self.http }
     }
 }
 
@@ -177,6 +190,10 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
         }
     };
     protect_own_files(&mut policy, workspace.root_path(), &req.manifest, &audit_path);
+    let net = match Net::new_ambient(&policy.http.ca_certs, req.resolve.clone()) {
+        Ok(net) => net,
+        Err(e) => return refused_start(&audit, &policy, &task, &req, Failure::usage(e)),
+    };
     let bytes = match component_bytes {
         Ok(b) => b,
         Err(e) => {
@@ -242,11 +259,20 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
         wasi.inherit_stdin();
     }
     let clock = RunClock::new(policy.limits.time);
-    let host =
-        HostCtx::new(policy.clone(), workspace, audit.clone(), approver, task.clone(), clock.clone(), stop.clone());
+    let host = HostCtx::new(RunParts {
+        policy: policy.clone(),
+        workspace,
+        net,
+        audit: audit.clone(),
+        approver,
+        task: task.clone(),
+        clock: clock.clone(),
+        stop: stop.clone(),
+    });
     let calls = host.calls_counter();
     let state = RunState {
         wasi: wasi.build(),
+        http: WasiHttpCtx::new(),
         table: ResourceTable::new(),
         host,
         memory: MemoryLimiter { limit: policy.limits.memory, total: 0, hit: false },
@@ -407,6 +433,7 @@ fn prepare(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<CommandPre<RunStat
     let component = Component::from_binary(engine, bytes)?;
     let mut linker: Linker<RunState> = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
     sandbox_host_api::add_to_linker(&mut linker, |s: &mut RunState| &mut s.host)?;
     CommandPre::new(linker.instantiate_pre(&component)?)
 }

@@ -153,7 +153,7 @@ fn policy_check_prints_the_compiled_grants() {
     has("fs.write        src/app/**  out/**");
     has("fs.auto_approve out/**");
     has("fs.deny         **/.env  src/secret/**");
-    has("http.send   not enabled in this version");
+    has("http.allow      (none: every request is denied)");
     has("process.run not enabled in this version");
     let builtin = lines.iter().find(|l| l.starts_with("built-in    writes are always refused on:")).unwrap();
     for protected in ["**/.git/**", "**/.husky/**", "**/.envrc", "**/.vscode/**", "**/.bashrc", "**/.zshrc"] {
@@ -266,12 +266,15 @@ fn explain_shows_the_built_in_refusals() {
         assert!(r.stdout.starts_with("deny:"), "{target}: {r:?}");
         assert!(r.stdout.trim_end().ends_with("(rule builtin:outside-workspace)"), "{target}: {r:?}");
     }
-    for (cap, target) in [("http.send", "https://example.com/"), ("process.run", "git status")] {
-        let r = explain(&f, cap, target);
-        assert_eq!(r.code, 1, "{cap}: {r:?}");
-        assert!(r.stdout.starts_with(&format!("deny: {cap} is not enabled")), "{cap}: {r:?}");
-        assert!(r.stdout.trim_end().ends_with("(rule builtin:not-enabled)"), "{cap}: {r:?}");
-    }
+    let r = explain(&f, "process.run", "git status");
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.starts_with("deny: process.run is not enabled"), "{r:?}");
+    assert!(r.stdout.trim_end().ends_with("(rule builtin:not-enabled)"), "{r:?}");
+    // A manifest without [http] denies every request.
+    let r = explain(&f, "http.send", "https://example.com/");
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.starts_with("deny: http.send `GET https://example.com/`"), "{r:?}");
+    assert!(r.stdout.trim_end().ends_with("(rule default)"), "{r:?}");
 }
 
 #[test]

@@ -637,17 +637,39 @@ fn only_the_sandbox_host_interfaces_lead_out() {
 }
 
 #[test]
-fn http_and_process_are_refused_and_audited_like_any_call() {
+fn requests_without_a_rule_and_commands_are_refused_and_audited() {
     let f = fixture();
-    let r = f.run("probe", &["http", "https://user:pw@api.example.com/x?token=abc", "+", "run", "git", "status"]);
-    assert!(r.line(r#""http" "https://user:pw@api.example.com/x?token=abc""#).contains("not enabled"));
+    let r = f.run(
+        "probe",
+        &[
+            "http",
+            "https://user@api.example.com/x?token=abc",
+            "+",
+            "http",
+            "https://api.example.com/x?token=abc",
+            "+",
+            "run",
+            "git",
+            "status",
+        ],
+    );
+    assert!(r.line(r#""http" "https://user@api.example.com/x?token=abc""#).starts_with("invalid:"), "{}", r.stdout);
+    assert!(r.line(r#""http" "https://api.example.com/x?token=abc""#).starts_with("denied:"), "{}", r.stdout);
     assert!(r.line(r#""run" "git" "status""#).contains("not enabled"));
-    let http = &f.calls("http.send")[0];
-    assert_eq!(http["decision"], "deny");
-    assert_eq!(http["rule"], "builtin:not-enabled");
+    let http = f.calls("http.send");
+    assert_eq!(http[0]["decision"], "invalid");
+    assert_eq!(http[1]["decision"], "deny");
+    assert_eq!(http[1]["rule"], "default");
     // Credentials and query values never reach the log.
-    assert_eq!(http["target"], "GET https://api.example.com/x?token");
+    assert_eq!(http[0]["target"], "GET https://api.example.com/x?token");
+    assert_eq!(http[1]["target"], "GET https://api.example.com/x?token");
+    // (The tool's own arguments, on task-start, are recorded as given;
+    // redacting secrets in them is the redaction issue's.)
+    for e in f.events().iter().filter(|e| e["capability"] == "http.send") {
+        assert!(!e.to_string().contains("abc"), "{e}");
+    }
     assert_eq!(f.calls("process.run")[0]["target"], "git status");
+    assert_eq!(f.calls("process.run")[0]["rule"], "builtin:not-enabled");
 }
 
 use std::path::Path;

@@ -89,7 +89,20 @@ fn print_policy(p: &Policy) -> String {
     for (name, globs) in p.fs.lists() {
         o!(out, "fs.{name:<13}{}", list(globs));
     }
-    o!(out, "http.send   not enabled in this version");
+    if p.http.rules().is_empty() {
+        o!(out, "http.allow      (none: every request is denied)");
+    }
+    for rule in p.http.rules() {
+        o!(out, "http.allow      {}  methods {}", rule.name, rule.methods().join(","));
+    }
+    if !p.http.allow_private().is_empty() {
+        let nets: Vec<String> = p.http.allow_private().iter().map(ToString::to_string).collect();
+        o!(out, "http.private    {}", nets.join("  "));
+    }
+    o!(out, "http.timeout    {}", humantime::format_duration(p.http.timeout));
+    for ca in &p.http.ca_certs {
+        o!(out, "http.ca_certs   {}", ca.display());
+    }
     o!(out, "process.run not enabled in this version");
     o!(out, "built-in    writes are always refused on: {}", PROTECTED_WRITES.join("  "));
     o!(out, "built-in    the manifest and the audit log are untouchable when inside the workspace;");
@@ -103,9 +116,12 @@ fn bytesize(n: u64) -> String {
 
 fn explain(p: &Policy, capability: &str, raw_target: &str) -> Result<i32, Failure> {
     let target = &crate::approver::inert(raw_target, false);
-    if matches!(capability, "http.send" | "process.run") {
+    if capability == "process.run" {
         super::emit(&format!("deny: {capability} is not enabled in this version (rule builtin:not-enabled)\n"));
         return Ok(Code::Negative as i32);
+    }
+    if capability == "http.send" {
+        return explain_http(p, raw_target);
     }
     let Some(op) = FsOp::from_capability(capability) else {
         return Err(Failure::usage(format!(
@@ -140,4 +156,44 @@ fn explain(p: &Policy, capability: &str, raw_target: &str) -> Result<i32, Failur
     }
     super::emit(&out);
     Ok(code)
+}
+
+/// `http.send` targets are `METHOD URL`, or a URL (then GET).
+fn explain_http(p: &Policy, raw: &str) -> Result<i32, Failure> {
+    let (method, url) = raw.split_once(' ').unwrap_or(("GET", raw));
+    let shown = crate::approver::inert(raw, false);
+    if let Err(m) = sandbox_policy::http::check_method(method) {
+        super::emit(&format!("invalid: `{shown}`: {m}\n"));
+        return Ok(Code::Negative as i32);
+    }
+    let target = match sandbox_policy::HttpTarget::parse(url.trim()) {
+        Ok(t) => t,
+        Err(m) => {
+            super::emit(&format!("invalid: `{shown}`: {m}\n"));
+            return Ok(Code::Negative as i32);
+        }
+    };
+    let line = format!("{method} {}", target.recorded());
+    match p.http.decide(method, &target) {
+        Ok((verdict, rule)) => {
+            let word = if verdict == Verdict::Ask { "ask (allowed once a human approves)" } else { "allow" };
+            let mut out = format!("{word}: http.send `{line}` (rule {rule})\n");
+            if let sandbox_policy::http::HostName::Ip(ip) = target.host
+                && let Err(why) = p.http.check_address(ip)
+            {
+                out = format!("deny: http.send `{line}`: {ip} is {why} (rule builtin:special-address)\n");
+                super::emit(&out);
+                return Ok(Code::Negative as i32);
+            }
+            out.push_str(
+                "note: at run time the name is resolved and every address checked against http.allow_private\n",
+            );
+            super::emit(&out);
+            Ok(0)
+        }
+        Err(denial) => {
+            super::emit(&format!("deny: http.send `{line}`: {} (rule {})\n", denial.reason, denial.rule));
+            Ok(Code::Negative as i32)
+        }
+    }
 }

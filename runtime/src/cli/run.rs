@@ -4,6 +4,7 @@ use crate::exit::Failure;
 use crate::run::{RunRequest, run};
 use clap::Args;
 use sandbox_policy::ApprovalVia;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
@@ -35,9 +36,32 @@ pub struct RunArgs {
     /// Why the task runs (a ticket, a request).
     #[arg(long, value_name = "TEXT")]
     intent: Option<String>,
+    /// Use these addresses for NAME instead of DNS (like curl's --resolve);
+    /// repeatable. The addresses are checked like any others.
+    #[arg(long, value_name = "NAME=ADDR[,ADDR...]", value_parser = parse_pin)]
+    resolve: Vec<(String, Vec<IpAddr>)>,
     /// Arguments passed to the tool, after `--`.
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
+}
+
+fn parse_pin(s: &str) -> Result<(String, Vec<IpAddr>), String> {
+    let (name, addrs) = s.split_once('=').ok_or("expected NAME=ADDR[,ADDR...]")?;
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+        return Err(format!("`{name}` is not a host name"));
+    }
+    let addrs = addrs
+        .split(',')
+        .map(|a| {
+            a.trim()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .map_err(|_| format!("`{a}` is not an IP address"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((name, addrs))
 }
 
 fn parse_via(s: &str) -> Result<ApprovalVia, String> {
@@ -56,5 +80,6 @@ pub fn execute(a: RunArgs) -> Result<i32, Failure> {
         agent: a.agent,
         intent: a.intent,
         args: a.args,
+        resolve: a.resolve,
     })
 }

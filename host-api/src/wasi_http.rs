@@ -1,0 +1,100 @@
+//! Standard wasi:http, through the same corridor as `http.send`.
+//!
+//! wasmtime-wasi-http hands every outgoing request to
+//! [`WasiHttpHooks::send_request`]. The hook notes the tool's intent and
+//! returns a future that collects the request body (at most `limits.output`
+//! bytes), then walks [`Corridor::send_http`] on a blocking thread: the
+//! same checks, approvals, audit events and connection to checked
+//! addresses only. The tool sees wasi:http error codes, which say less than
+//! `http.send`'s errors; the audit log has the details.
+
+use crate::bindings::sandbox::host::types::Error as HostError;
+use crate::corridor::HostCtx;
+use crate::http::Outgoing;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use std::future::Future;
+use std::time::Duration;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+type ResponseFuture = Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send>;
+type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
+
+/// How a refusal looks to a wasi:http client.
+fn to_error_code(e: &HostError) -> Error {
+    match e {
+        HostError::Denied(_) | HostError::NotApproved(_) => Error::HttpRequestDenied,
+        HostError::Invalid(_) => Error::HttpRequestUriInvalid,
+        HostError::NotFound(_) => Error::DestinationNotFound,
+        HostError::LimitExceeded(m) => Error::InternalError(Some(format!("limit-exceeded: {m}"))),
+        HostError::Failed(m) => Error::InternalError(Some(format!("failed: {m}"))),
+    }
+}
+
+async fn collect(mut body: WasiBody, max: u64) -> Result<Vec<u8>, Error> {
+    let mut data = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(chunk) = frame?.into_data() {
+            if (data.len() + chunk.len()) as u64 > max {
+                return Err(Error::HttpRequestBodySize(Some(max)));
+            }
+            data.extend_from_slice(&chunk);
+        }
+    }
+    Ok(data)
+}
+
+impl WasiHttpHooks for HostCtx {
+    /// The `Host` header is derived from the URL by the corridor.
+    fn set_host_header(&mut self) -> bool {
+        false
+    }
+
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _response_errors: IoFuture,
+    ) -> ResponseFuture {
+        let corridor = self.corridor.clone();
+        let intent = self.intent.clone();
+        Box::new(async move {
+            let (parts, body) = request.into_parts();
+            let body = collect(body, corridor.output_limit()).await?;
+            let mut headers = Vec::with_capacity(parts.headers.len());
+            for (name, value) in &parts.headers {
+                let value = value.to_str().map_err(|_| Error::HttpRequestHeaderSize {
+                    field_name: Some(name.as_str().to_owned()),
+                    field_size: None,
+                })?;
+                headers.push((name.as_str().to_owned(), value.to_owned()));
+            }
+            let timeout = options.and_then(|o| {
+                [o.connect_timeout, o.first_byte_timeout, o.between_bytes_timeout].into_iter().flatten().min()
+            });
+            let out = Outgoing {
+                method: parts.method.as_str().to_owned(),
+                url: parts.uri.to_string(),
+                headers,
+                body,
+                timeout: timeout.map(|t: Duration| t.max(Duration::from_millis(1))),
+            };
+            let outcome = tokio::task::spawn_blocking(move || corridor.send_http(intent.as_deref(), out))
+                .await
+                .map_err(|e| Error::InternalError(Some(format!("the request task failed: {e}"))))?;
+            let reply = match outcome {
+                // The run is stopping (the audit log failed); its next call ends it.
+                Err(trap) => return Err(Error::InternalError(Some(trap.to_string()))),
+                Ok(Err(refused)) => return Err(to_error_code(&refused)),
+                Ok(Ok(reply)) => reply,
+            };
+            let mut response = http::Response::builder().status(reply.status);
+            for (name, value) in &reply.headers {
+                response = response.header(name.as_str(), value.as_str());
+            }
+            let body = Full::new(Bytes::from(reply.body)).map_err(|never| match never {}).boxed_unsync();
+            let response = response.body(body).map_err(|e| Error::InternalError(Some(e.to_string())))?;
+            Ok((response, Box::new(async { Ok(()) }) as IoFuture))
+        })
+    }
+}
