@@ -62,7 +62,7 @@ fn refusal(decision: Decision, rule: &str, target: &str, resolved: Option<String
 
 /// What a reviewer sees: the request line with the full URL, the header
 /// names, and the start of the body.
-fn preview(out: &Outgoing, sha: &str) -> String {
+fn preview(out: &Outgoing, sha: Option<&str>) -> String {
     let mut s = format!("{} {}\n", out.method, out.url);
     if !out.headers.is_empty() {
         let names: Vec<&str> = out.headers.iter().map(|(n, _)| n.as_str()).collect();
@@ -72,7 +72,7 @@ fn preview(out: &Outgoing, sha: &str) -> String {
         s.push_str("(no body)\n");
         return s;
     }
-    s.push_str(&format!("body: {} bytes, {sha}\n", out.body.len()));
+    s.push_str(&format!("body: {} bytes, {}\n", out.body.len(), sha.unwrap_or("")));
     let head = &out.body[..out.body.len().min(PREVIEW_BYTES)];
     match std::str::from_utf8(head) {
         Ok(text) if !text.contains('\0') => {
@@ -103,10 +103,9 @@ fn prepare(cx: Ctx<'_>, out: &Outgoing, shown: &str) -> Result<Plan<Exchange>, B
         .http
         .decide(&out.method, &target)
         .map_err(|d| refusal(Decision::Deny, d.rule, &recorded, None, Error::Denied(d.reason)))?;
-    let mut hasher = Sha256::new();
-    hasher.update(format!("{} {}\n", out.method, target.url).as_bytes());
-    hasher.update(&out.body);
-    let sha = format!("sha256:{}", hex::encode(hasher.finalize()));
+    // The body's hash, when there is a body. Not the URL: a hash over the
+    // query would let short values the log leaves out be guessed back.
+    let sha = (!out.body.is_empty()).then(|| format!("sha256:{}", hex::encode(Sha256::digest(&out.body))));
     let mut plan = Plan {
         target: recorded.clone(),
         dest: None,
@@ -115,8 +114,8 @@ fn prepare(cx: Ctx<'_>, out: &Outgoing, shown: &str) -> Result<Plan<Exchange>, B
         rule: rule.to_owned(),
         effect: true,
         size: (!out.body.is_empty()).then_some(out.body.len() as u64),
-        content_sha256: Some(sha.clone()),
-        preview: (verdict == sandbox_policy::Verdict::Ask).then(|| preview(out, &sha)),
+        preview: (verdict == sandbox_policy::Verdict::Ask).then(|| preview(out, sha.as_deref())),
+        content_sha256: sha,
         headers: Some(out.headers.iter().map(|(n, _)| n.clone()).collect()),
         ready: Err(Error::Failed(String::new())),
     };

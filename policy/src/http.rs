@@ -366,9 +366,14 @@ fn split_port(authority: &str) -> Result<(&str, Option<u16>), String> {
 
 /// Parses an `allow_private` entry: a CIDR, or one address.
 pub(crate) fn parse_cidr(s: &str) -> Result<IpNet, String> {
-    s.parse::<IpNet>()
+    let net = s
+        .parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("`{s}` is not an address range (`127.0.0.1/32`, `10.0.0.0/8`, `fd00::/8`)"))
+        .map_err(|_| format!("`{s}` is not an address range (`127.0.0.1/32`, `10.0.0.0/8`, `fd00::/8`)"))?;
+    if net.prefix_len() == 0 {
+        return Err(format!("`{s}` covers every address; list the ranges the tool needs"));
+    }
+    Ok(net)
 }
 
 /// The compiled `[http]` section.

@@ -281,7 +281,9 @@ fn from_toml(file: &str, text: &str, e: &toml::de::Error) -> ManifestError {
     } else if let Some(rest) = message.strip_prefix("missing field `") {
         // The span of a missing key is its table; name the key itself.
         let name = rest.split('`').next().unwrap_or_default().to_owned();
-        key = Some(match key.filter(|k| text.lines().any(|l| l.trim() == format!("[{k}]"))) {
+        let is_table =
+            |k: &String| text.lines().any(|l| l.trim() == format!("[{k}]") || l.trim() == format!("[[{k}]]"));
+        key = Some(match key.filter(is_table) {
             Some(table) => format!("{table}.{name}"),
             None => name.clone(),
         });

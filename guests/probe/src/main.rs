@@ -6,6 +6,9 @@
 //! OP: read P | cat P | list P | stat P | write P DATA | append P DATA
 //!     | mkdir P | remove P | rename A B | write-big P BYTES | read-big P
 //!     | http URL | run PROG ARGS... | intent TEXT | id
+//!     | http-req METHOD URL [NAME:VALUE...] [--body TEXT] [--timeout MS]
+//!                              (ok `status N bytes M` and `location URL`
+//!                              when the answer has one)
 //!     | read-check P MARKER      (ok `LEAK` when the content holds MARKER)
 //!     | sleep MS
 //!     | repeat N OP ARGS...      (prints a count per outcome)
@@ -78,6 +81,7 @@ fn op(words: &[String]) -> Result<String, Error> {
             timeout_ms: None,
         })
         .map(|r| format!("status {}", r.status)),
+        ["http-req", method, url, rest @ ..] => http_req(method, url, rest),
         ["run", prog, args @ ..] => process::run(&process::Command {
             program: prog.to_string(),
             args: args.iter().map(|s| s.to_string()).collect(),
@@ -94,6 +98,34 @@ fn op(words: &[String]) -> Result<String, Error> {
         ["id"] => Ok(task::id()),
         _ => Ok(format!("unknown op {w:?}")),
     }
+}
+
+/// `http-req METHOD URL [NAME:VALUE...] [--body TEXT] [--timeout MS]`: one
+/// `http.send` with exactly these parts (header names and values are sent
+/// as given, so hostile ones reach the host).
+fn http_req(method: &str, url: &str, rest: &[&str]) -> Result<String, Error> {
+    let mut req =
+        http::Request { method: method.to_owned(), url: url.to_owned(), headers: vec![], body: None, timeout_ms: None };
+    let mut words = rest.iter();
+    while let Some(w) = words.next() {
+        match *w {
+            "--body" => req.body = Some(words.next().unwrap_or(&"").as_bytes().to_vec()),
+            "--timeout" => req.timeout_ms = words.next().and_then(|ms| ms.parse().ok()),
+            h => {
+                let (name, value) = h.split_once(':').unwrap_or((h, ""));
+                req.headers.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+    http::send(&req).map(|r| {
+        let mut detail = format!("status {} bytes {}", r.status, r.body.len());
+        for (name, value) in &r.headers {
+            if name.eq_ignore_ascii_case("location") {
+                detail.push_str(&format!(" location {value}"));
+            }
+        }
+        detail
+    })
 }
 
 /// Decodes an `esc:` argument.

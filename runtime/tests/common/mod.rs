@@ -7,6 +7,8 @@
 #![allow(dead_code)] // each test file uses its own part of the harness
 #![allow(clippy::unwrap_used)] // a test helper that cannot set up fails the test
 
+pub mod http_server;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
