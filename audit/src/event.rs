@@ -112,6 +112,12 @@ pub struct Event<'a> {
     /// The names (never the values) of the headers a tool sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<&'a [String]>,
+    /// The working directory of a command (workspace-relative).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<&'a str>,
+    /// The names (never the values) of the variables a tool set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<&'a [String]>,
     /// The tool's last `task.set-intent`, or the run's `--intent`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub intent: Option<&'a str>,
@@ -148,6 +154,12 @@ pub struct Event<'a> {
     /// On `result` events of HTTP requests: the address connected to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<&'a str>,
+    /// On `result` events of commands: output was cut at the limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<bool>,
+    /// On `result` events of commands: how file access was confined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confinement: Option<&'a str>,
     /// Time the call took, approval waits included.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_us: Option<u64>,

@@ -20,6 +20,7 @@
 
 use crate::approval::{ApprovalRequest, Approver};
 use crate::bindings::sandbox::host::types::Error;
+use crate::exec::Launcher;
 use crate::net::Net;
 use crate::workspace::Workspace;
 use sandbox_audit::{ApprovalRecord, AuditLog, Decision, Event, Kind};
@@ -155,6 +156,8 @@ pub struct RunParts {
     pub clock: Arc<RunClock>,
     /// Receives the reason if the run must stop.
     pub stop: StopCell,
+    /// Starts programs; `None`: this run cannot start any.
+    pub launcher: Option<Launcher>,
 }
 
 /// What a door's `prepare` and `act` may use.
@@ -164,6 +167,7 @@ pub(crate) struct Ctx<'a> {
     pub ws: &'a Workspace,
     pub net: &'a Net,
     pub clock: &'a RunClock,
+    pub launcher: Option<&'a Launcher>,
 }
 
 /// The state every call of a run shares, behind `Arc`s, so that a call
@@ -180,6 +184,7 @@ pub struct Corridor {
     calls: Arc<AtomicU64>,
     clock: Arc<RunClock>,
     stop: StopCell,
+    launcher: Option<Arc<Launcher>>,
 }
 
 impl std::fmt::Debug for Corridor {
@@ -210,6 +215,7 @@ impl HostCtx {
             calls: Arc::default(),
             clock: parts.clock,
             stop: parts.stop,
+            launcher: parts.launcher.map(Arc::new),
         };
         HostCtx { corridor, intent }
     }
@@ -238,11 +244,24 @@ pub(crate) struct Done<T> {
     pub bytes_out: u64,
     pub status: Option<u16>,
     pub peer: Option<String>,
+    pub exit_code: Option<i32>,
+    pub truncated: Option<bool>,
+    pub confinement: Option<String>,
+    pub timed_out: bool,
 }
 
 impl<T> Done<T> {
     pub fn new(value: T, bytes_out: u64) -> Done<T> {
-        Done { value, bytes_out, status: None, peer: None }
+        Done {
+            value,
+            bytes_out,
+            status: None,
+            peer: None,
+            exit_code: None,
+            truncated: None,
+            confinement: None,
+            timed_out: false,
+        }
     }
 }
 
@@ -321,7 +340,13 @@ impl Corridor {
             return Err(wasmtime::Error::msg(format!("the run is stopping: {stop:?}")));
         }
         let start = Instant::now();
-        let cx = Ctx { policy: &self.policy, ws: &self.workspace, net: &self.net, clock: &self.clock };
+        let cx = Ctx {
+            policy: &self.policy,
+            ws: &self.workspace,
+            net: &self.net,
+            clock: &self.clock,
+            launcher: self.launcher.as_deref(),
+        };
         let calls = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         let plan = if calls > cx.policy.limits.calls {
             Err(Box::new(Refusal {
@@ -360,6 +385,8 @@ impl Corridor {
         let mut ev = self.event(Kind::Call, &rec);
         ev.resolved = plan.resolved.as_deref();
         ev.headers = plan.headers.as_deref();
+        ev.env = plan.env.as_deref();
+        ev.cwd = plan.cwd.as_deref();
         ev.decision = Some(if plan.verdict == Verdict::Ask { Decision::Ask } else { Decision::Allow });
         ev.rule = Some(&plan.rule);
         ev.size = plan.size;
@@ -420,34 +447,6 @@ impl Corridor {
         Ok(outcome.map(|done| done.value))
     }
 
-    /// Walks a call of an interface this version does not enable through
-    /// the corridor: counted, refused with `denied`, audited.
-    pub(crate) fn refuse_not_enabled<T>(
-        &self,
-        intent: Option<&str>,
-        capability: &'static str,
-        target: &str,
-        bytes_in: u64,
-    ) -> wasmtime::Result<Result<T, Error>> {
-        self.mediate(
-            intent,
-            capability,
-            (target, None),
-            bytes_in,
-            |_| -> Result<Plan<()>, Box<Refusal>> {
-                Err(Box::new(Refusal {
-                    decision: Decision::Deny,
-                    rule: "builtin:not-enabled".into(),
-                    target: target.to_owned(),
-                    dest: None,
-                    resolved: None,
-                    error: Error::Denied(format!("{capability} is not enabled in this version of sandbox")),
-                }))
-            },
-            |_, ()| Err(Error::Failed("internal: a refused call reached its effect".into())),
-        )
-    }
-
     fn record_result<T>(
         &self,
         r: &Record<'_>,
@@ -471,6 +470,12 @@ impl Corridor {
         ev.bytes_out = Some(done.map_or(0, |d| d.bytes_out));
         ev.status_code = done.and_then(|d| d.status);
         ev.peer = done.and_then(|d| d.peer.as_deref());
+        ev.exit_code = done.and_then(|d| d.exit_code);
+        ev.truncated = done.and_then(|d| d.truncated);
+        ev.confinement = done.and_then(|d| d.confinement.as_deref());
+        if done.is_some_and(|d| d.timed_out) {
+            ev.reason = Some("killed at the timeout");
+        }
         ev.duration_us = Some(start.elapsed().as_micros() as u64);
         lock_audit(&self.audit).record(&ev);
     }
@@ -511,6 +516,10 @@ pub(crate) struct Plan<P> {
     pub preview: Option<String>,
     /// Header names the tool sent (HTTP).
     pub headers: Option<Vec<String>>,
+    /// Variable names the tool set (commands).
+    pub env: Option<Vec<String>>,
+    /// Working directory (commands).
+    pub cwd: Option<String>,
     /// What `act` needs, or why the call fails without an effect (a
     /// missing file): then no approval is asked.
     pub ready: Result<P, Error>,

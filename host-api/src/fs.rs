@@ -179,6 +179,8 @@ impl<'p> Gate<'p> {
             content_sha256: None,
             preview: None,
             headers: None,
+            env: None,
+            cwd: None,
             ready,
         }
     }

@@ -117,6 +117,8 @@ fn prepare(cx: Ctx<'_>, out: &Outgoing, shown: &str) -> Result<Plan<Exchange>, B
         preview: (verdict == sandbox_policy::Verdict::Ask).then(|| preview(out, sha.as_deref())),
         content_sha256: sha,
         headers: Some(out.headers.iter().map(|(n, _)| n.clone()).collect()),
+        env: None,
+        cwd: None,
         ready: Err(Error::Failed(String::new())),
     };
     let addrs = match cx.net.resolve_ambient(&target.host, target.port) {
@@ -160,12 +162,13 @@ fn act(cx: Ctx<'_>, ex: Exchange, asked: Option<Duration>) -> Result<Done<Reply>
         return Err(Error::LimitExceeded("the run has no time left for a request".into()));
     }
     match cx.net.exchange_ambient(&ex, timeout, cx.policy.limits.output) {
-        Ok(reply) => Ok(Done {
-            bytes_out: reply.body.len() as u64,
-            status: Some(reply.status),
-            peer: Some(reply.peer.to_string()),
-            value: reply,
-        }),
+        Ok(reply) => {
+            let (status, peer, bytes) = (reply.status, reply.peer.to_string(), reply.body.len() as u64);
+            let mut done = Done::new(reply, bytes);
+            done.status = Some(status);
+            done.peer = Some(peer);
+            Ok(done)
+        }
         Err(NetError::Timeout(t)) => {
             Err(Error::Failed(format!("no complete response within {}", humantime::format_duration(t))))
         }

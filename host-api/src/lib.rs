@@ -13,6 +13,7 @@
 
 pub mod approval;
 pub mod corridor;
+pub mod exec;
 mod fs;
 mod http;
 pub mod net;

@@ -1,31 +1,263 @@
-//! `sandbox:host/process`: not enabled in this version. Every call walks
-//! the corridor and is refused (and audited) like any denied call.
+//! `sandbox:host/process`: allow-listed host programs, without a shell.
+//!
+//! `prepare` finds the rule for the program name, checks the arguments
+//! (patterns, `deny_args`, built-in refusals), the environment names and
+//! the working directory (normalised and resolved like `fs` paths, then
+//! matched against the rule's `cwd`); `act` runs the program through the
+//! trampoline in `exec`.
 
 use crate::bindings::sandbox::host::process::{self as wit, Command, Output};
 use crate::bindings::sandbox::host::types::Error;
-use crate::corridor::HostCtx;
-
-impl wit::Host for HostCtx {
-    fn run(&mut self, cmd: Command) -> wasmtime::Result<Result<Output, Error>> {
-        let mut argv = vec![cmd.program.clone()];
-        argv.extend(cmd.args.iter().cloned());
-        let target = argv_line(&argv);
-        let bytes_in = cmd.stdin.as_ref().map_or(0, |b| b.len() as u64);
-        self.corridor.refuse_not_enabled(self.intent.as_deref(), "process.run", &target, bytes_in)
-    }
-}
+use crate::corridor::{Ctx, Done, HostCtx, Plan, Refusal};
+use crate::exec::{Finished, Spawn, run_ambient};
+use crate::workspace::FsError;
+use sandbox_audit::Decision;
+use sandbox_policy::process::SAFE_PATH;
+use sandbox_policy::{PathError, RelPath, Verdict};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
 
 /// The argv as one line: words separated by spaces, a word holding spaces,
-/// quotes or backslashes quoted (so the record is unambiguous).
-fn argv_line(argv: &[String]) -> String {
-    argv.iter()
+/// quotes or backslashes (or nothing) quoted, so the record is unambiguous.
+pub(crate) fn argv_line<'a>(argv: impl IntoIterator<Item = &'a str>) -> String {
+    argv.into_iter()
         .map(|a| {
-            if !a.is_empty() && !a.contains([' ', '"', '\'', '\\']) {
-                a.clone()
+            if !a.is_empty() && !a.contains([' ', '"', '\'', '\\']) && !a.chars().any(char::is_control) {
+                a.to_owned()
             } else {
-                format!("\"{}\"", a.replace('\\', "\\\\").replace('"', "\\\""))
+                format!("{a:?}")
             }
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Secret-looking argument values, replaced in the audit record: the value
+/// of `--password=...`-style options and of the argument after such an
+/// option, and the userinfo of URLs.
+pub(crate) fn redact_args(args: &[String]) -> Vec<String> {
+    const WORDS: &[&str] =
+        &["password", "passwd", "token", "secret", "apikey", "api-key", "api_key", "credential", "auth"];
+    let secret_option = |name: &str| {
+        let n = name.trim_start_matches('-').to_ascii_lowercase();
+        name.starts_with('-') && WORDS.iter().any(|w| n.contains(w))
+    };
+    let mut out = Vec::with_capacity(args.len());
+    let mut hide_next = false;
+    for a in args {
+        if hide_next {
+            out.push("[redacted]".to_owned());
+            hide_next = false;
+            continue;
+        }
+        if let Some((name, _)) = a.split_once('=')
+            && secret_option(name)
+        {
+            out.push(format!("{name}=[redacted]"));
+        } else if secret_option(a) {
+            out.push(a.clone());
+            hide_next = true;
+        } else if let Some((scheme, rest)) = a.split_once("://")
+            && let Some(at) = rest.find('@').filter(|at| !rest[..*at].contains('/'))
+        {
+            out.push(format!("{scheme}://[redacted]@{}", &rest[at + 1..]));
+        } else {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
+fn refusal(decision: Decision, rule: &str, target: &str, resolved: Option<String>, error: Error) -> Box<Refusal> {
+    Box::new(Refusal { decision, rule: rule.to_owned(), target: target.to_owned(), dest: None, resolved, error })
+}
+
+/// What a reviewer sees: exactly what will run.
+fn preview(path: &str, cmd: &Command, cwd: &RelPath, sha: Option<&str>) -> String {
+    let mut s = format!("run:  {}\n", argv_line(std::iter::once(path).chain(cmd.args.iter().map(String::as_str))));
+    s.push_str(&format!("cwd:  {}\n", cwd.display()));
+    for (k, v) in &cmd.env {
+        s.push_str(&format!("env:  {k}={v}\n"));
+    }
+    if let Some(stdin) = &cmd.stdin {
+        s.push_str(&format!("stdin: {} bytes, {}\n", stdin.len(), sha.unwrap_or("")));
+        let head = String::from_utf8_lossy(&stdin[..stdin.len().min(2048)]);
+        for line in head.lines().take(20) {
+            s.push_str(&format!("  | {line}\n"));
+        }
+    }
+    s
+}
+
+fn prepare(cx: Ctx<'_>, cmd: &Command, shown: &str) -> Result<Plan<(Spawn, Option<Duration>)>, Box<Refusal>> {
+    let invalid = |m: String| refusal(Decision::Invalid, "input", shown, None, Error::Invalid(m));
+    if cmd.program.is_empty() {
+        return Err(invalid("empty program name".into()));
+    }
+    for (name, value) in &cmd.env {
+        let ok_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok_name || value.contains('\0') {
+            return Err(invalid(format!("`{}` is not a valid environment variable", name.escape_debug())));
+        }
+    }
+    if cmd.args.iter().any(|a| a.contains('\0')) {
+        return Err(invalid("an argument holds a NUL byte".into()));
+    }
+    let Some(rule) = cx.policy.process.rule(&cmd.program) else {
+        let msg = format!("no rule allows the program `{}`", cmd.program);
+        return Err(refusal(Decision::Deny, "default", shown, None, Error::Denied(msg)));
+    };
+    let path = rule.path.display().to_string();
+    let deny = |rule: &str, m: String| refusal(Decision::Deny, rule, shown, Some(path.clone()), Error::Denied(m));
+    rule.check_args(&cmd.args).map_err(|(r, why)| deny(r, why))?;
+    let names: Vec<&str> = cmd.env.iter().map(|(k, _)| k.as_str()).collect();
+    rule.check_env(&names).map_err(|why| deny(&rule.name, why))?;
+    let cwd = match RelPath::normalise(cmd.cwd.as_deref().unwrap_or("")) {
+        Ok(c) => c,
+        Err(PathError::Invalid(m)) => return Err(invalid(format!("cwd: {m}"))),
+        Err(PathError::Escapes) => {
+            return Err(deny("builtin:outside-workspace", "the cwd leads outside the workspace".into()));
+        }
+    };
+    rule.check_cwd(&cwd).map_err(|why| deny(&rule.name, why))?;
+    let real = match cx.ws.locate(&cwd, true) {
+        Ok(at) if at.file_type() == Some(rustix::fs::FileType::Directory) => at.real,
+        Ok(at) if at.stat.is_none() => {
+            return Err(refusal(
+                Decision::Deny,
+                &rule.name,
+                shown,
+                Some(path),
+                Error::NotFound(format!("cwd `{}` does not exist", cwd.display())),
+            ));
+        }
+        Ok(_) => return Err(invalid(format!("cwd `{}` is not a directory", cwd.display()))),
+        Err(FsError::Outside(why)) => {
+            return Err(deny("builtin:outside-workspace", format!("cwd `{}`: {why}", cwd.display())));
+        }
+        Err(FsError::NotFound) => {
+            return Err(refusal(
+                Decision::Deny,
+                &rule.name,
+                shown,
+                Some(path),
+                Error::NotFound(format!("cwd `{}` does not exist", cwd.display())),
+            ));
+        }
+        Err(FsError::Failed(why)) => return Err(invalid(format!("cwd `{}`: {why}", cwd.display()))),
+    };
+    if real != cwd {
+        rule.check_cwd(&real).map_err(|why| deny(&rule.name, why))?;
+    }
+    let stdin = cmd.stdin.clone().unwrap_or_default();
+    let sha = (!stdin.is_empty()).then(|| format!("sha256:{}", hex::encode(Sha256::digest(&stdin))));
+    let mut env = vec![("PATH".to_owned(), SAFE_PATH.to_owned())];
+    env.extend(rule.family.forced_env());
+    env.extend(cmd.env.iter().cloned());
+    let mut args: Vec<String> = rule.family.forced_args().iter().map(|a| (*a).to_owned()).collect();
+    args.extend(cmd.args.iter().cloned());
+    let verdict = if rule.approval { Verdict::Ask } else { Verdict::Allow };
+    let workspace = cx.ws.root_path().to_path_buf();
+    let timeout = rule.timeout;
+    Ok(Plan {
+        target: shown.to_owned(),
+        dest: None,
+        resolved: Some(path.clone()),
+        verdict,
+        rule: rule.name.clone(),
+        effect: true,
+        size: (!stdin.is_empty()).then_some(stdin.len() as u64),
+        preview: (verdict == Verdict::Ask).then(|| preview(&path, cmd, &real, sha.as_deref())),
+        content_sha256: sha,
+        headers: None,
+        env: Some(names.iter().map(|n| (*n).to_owned()).collect()),
+        cwd: Some(real.display().to_owned()),
+        ready: Ok((
+            Spawn { path: rule.path.clone(), args, env, cwd: workspace.join(real.as_str()), workspace, stdin },
+            timeout,
+        )),
+    })
+}
+
+fn act(
+    cx: Ctx<'_>,
+    spawn: Spawn,
+    rule_timeout: Option<Duration>,
+    asked: Option<Duration>,
+) -> Result<Done<Output>, Error> {
+    let Some(launcher) = cx.launcher else {
+        return Err(Error::Failed("this run cannot start processes".into()));
+    };
+    let left = cx.clock.limit().saturating_sub(cx.clock.used());
+    let timeout = [rule_timeout, asked].into_iter().flatten().fold(left, Duration::min);
+    if timeout.is_zero() {
+        return Err(Error::LimitExceeded("the run has no time left for a command".into()));
+    }
+    let f: Finished = run_ambient(launcher, &spawn, timeout, cx.policy.limits.output).map_err(Error::Failed)?;
+    let bytes = (f.stdout.len() + f.stderr.len()) as u64;
+    let mut done =
+        Done::new(Output { exit_code: f.exit_code, stdout: f.stdout, stderr: f.stderr, truncated: f.truncated }, bytes);
+    done.exit_code = f.exit_code;
+    done.truncated = Some(f.truncated);
+    done.confinement = Some(f.confinement);
+    done.timed_out = f.timed_out;
+    Ok(done)
+}
+
+impl wit::Host for HostCtx {
+    fn run(&mut self, cmd: Command) -> wasmtime::Result<Result<Output, Error>> {
+        let redacted = redact_args(&cmd.args);
+        let shown = argv_line(std::iter::once(cmd.program.as_str()).chain(redacted.iter().map(String::as_str)));
+        let asked = cmd.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms)));
+        let bytes_in = cmd.stdin.as_ref().map_or(0, |s| s.len() as u64);
+        self.corridor.mediate(
+            self.intent.as_deref(),
+            "process.run",
+            (&shown, None),
+            bytes_in,
+            |cx| prepare(cx, &cmd, &shown),
+            |cx, (spawn, rule_timeout)| act(cx, spawn, rule_timeout, asked),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn argv_lines_are_unambiguous() {
+        assert_eq!(argv_line(["git", "status"]), "git status");
+        assert_eq!(argv_line(["echo", "a b", "", "x\"y", "$(id)"]), r#"echo "a b" "" "x\"y" $(id)"#);
+        assert_eq!(argv_line(["x", "a\nb"]), r#"x "a\nb""#);
+    }
+
+    #[test]
+    fn secrets_in_arguments_are_redacted() {
+        assert_eq!(
+            redact_args(&v(&[
+                "--password=hunter2",
+                "--api-key",
+                "k123",
+                "--name",
+                "x",
+                "https://u:p@host/x",
+                "--token=t"
+            ])),
+            v(&[
+                "--password=[redacted]",
+                "--api-key",
+                "[redacted]",
+                "--name",
+                "x",
+                "https://[redacted]@host/x",
+                "--token=[redacted]"
+            ])
+        );
+        assert_eq!(redact_args(&v(&["status", "--short"])), v(&["status", "--short"]));
+    }
 }

@@ -12,6 +12,7 @@ pub mod fs;
 pub mod http;
 pub mod manifest;
 pub mod path;
+pub mod process;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +21,7 @@ pub use fs::{Decision, FsOp, FsPolicy, Verdict};
 pub use http::{HttpPolicy, HttpTarget};
 pub use manifest::{ManifestError, load, parse};
 pub use path::{PathError, RelPath};
+pub use process::{ProcessPolicy, ProcessRule};
 
 /// How long a human has to answer an approval request when the manifest
 /// does not say.
@@ -44,6 +46,8 @@ pub struct Policy {
     pub fs: FsPolicy,
     /// `[http]` rules; none: every request is denied.
     pub http: HttpPolicy,
+    /// `[[process.allow]]` rules; none: every command is denied.
+    pub process: ProcessPolicy,
     /// `[approval] via`; `None` means: `tty` when the run has a controlling
     /// terminal, else `deny`.
     pub approval_via: Option<ApprovalVia>,

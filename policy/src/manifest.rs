@@ -8,6 +8,7 @@
 
 use crate::fs::{FsPolicy, GlobList, broad_globs};
 use crate::http::{HttpPolicy, RuleSpec, compile_rule, parse_cidr};
+use crate::process::{ProcessPolicy, ProcessRule, RuleSpec as ProcessSpec};
 use crate::{ApprovalVia, Limits, Policy};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
@@ -86,6 +87,34 @@ struct RawManifest {
     limits: Option<RawLimits>,
     audit: Option<RawAudit>,
     http: Option<RawHttp>,
+    process: Option<RawProcess>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawProcess {
+    #[serde(default)]
+    allow: Vec<RawProcessRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProcessRule {
+    program: Spanned<String>,
+    path: Spanned<String>,
+    #[serde(default)]
+    args: Vec<Spanned<String>>,
+    #[serde(default)]
+    deny_args: Vec<Spanned<String>>,
+    #[serde(default)]
+    env: Vec<Spanned<String>>,
+    approval: Option<Spanned<String>>,
+    cwd: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    #[serde(default, rename = "match")]
+    match_examples: Vec<Spanned<String>>,
+    #[serde(default)]
+    not_match: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -346,6 +375,7 @@ impl Compiler<'_> {
         };
         let fs = self.compile_fs(raw.fs.unwrap_or_default())?;
         let http = self.compile_http(raw.http.unwrap_or_default())?;
+        let process = self.compile_process(raw.process.unwrap_or_default())?;
         let (approval_via, approval_timeout) = self.compile_approval(raw.approval)?;
         let limits = self.compile_limits(raw.limits)?;
         let audit_path = match raw.audit.and_then(|a| a.path) {
@@ -360,6 +390,7 @@ impl Compiler<'_> {
             workspace_root,
             fs,
             http,
+            process,
             approval_via,
             approval_timeout,
             limits,
@@ -425,6 +456,82 @@ impl Compiler<'_> {
             self.globs("auto_approve", &raw.auto_approve, false)?,
             self.globs("deny", &raw.deny, true)?,
         ))
+    }
+
+    fn compile_process(&self, raw: RawProcess) -> Result<ProcessPolicy, ManifestError> {
+        let mut rules: Vec<ProcessRule> = Vec::with_capacity(raw.allow.len());
+        for (i, r) in raw.allow.into_iter().enumerate() {
+            let key = |k: &str| format!("process.allow.{k}");
+            if rules.iter().any(|x| x.program == *r.program.get_ref()) {
+                return Err(self.err(
+                    r.program.span(),
+                    &key("program"),
+                    format!("`{}` is allowed twice; one rule per program", r.program.get_ref()),
+                ));
+            }
+            let approval = match &r.approval {
+                None => true,
+                Some(a) => match a.get_ref().as_str() {
+                    "required" => true,
+                    "never" => false,
+                    other => {
+                        return Err(self.err(
+                            a.span(),
+                            &key("approval"),
+                            format!("`{other}` is not one of \"required\", \"never\""),
+                        ));
+                    }
+                },
+            };
+            let timeout = match &r.timeout {
+                None => None,
+                Some(t) => Some(self.duration(t, &key("timeout"), MAX_TIME)?),
+            };
+            let strings = |v: &[Spanned<String>]| v.iter().map(|s| s.get_ref().clone()).collect::<Vec<_>>();
+            let spec = ProcessSpec {
+                program: r.program.get_ref().clone(),
+                path: r.path.get_ref().clone(),
+                args: strings(&r.args),
+                deny_args: strings(&r.deny_args),
+                env: strings(&r.env),
+                approval,
+                cwd: r.cwd.as_ref().map(|c| c.get_ref().clone()),
+                timeout,
+            };
+            let rule = ProcessRule::compile(i, spec).map_err(|(k, message)| {
+                let span = match k {
+                    "program" => r.program.span(),
+                    "args" => r.args.first().map_or(r.program.span(), Spanned::span),
+                    "deny_args" => r.deny_args.first().map_or(r.program.span(), Spanned::span),
+                    "env" => r.env.first().map_or(r.program.span(), Spanned::span),
+                    "cwd" => r.cwd.as_ref().map_or(r.program.span(), Spanned::span),
+                    _ => r.path.span(),
+                };
+                self.err(span, &key(k), message)
+            })?;
+            for ex in &r.match_examples {
+                let args: Vec<String> = ex.get_ref().split_whitespace().map(str::to_owned).collect();
+                if let Err((_, why)) = rule.check_args(&args) {
+                    return Err(self.err(
+                        ex.span(),
+                        &key("match"),
+                        format!("example `{}` should be allowed by {}, but is refused: {why}", ex.get_ref(), rule.name),
+                    ));
+                }
+            }
+            for ex in &r.not_match {
+                let args: Vec<String> = ex.get_ref().split_whitespace().map(str::to_owned).collect();
+                if rule.check_args(&args).is_ok() {
+                    return Err(self.err(
+                        ex.span(),
+                        &key("not_match"),
+                        format!("example `{}` should be refused by {}, but is allowed", ex.get_ref(), rule.name),
+                    ));
+                }
+            }
+            rules.push(rule);
+        }
+        Ok(ProcessPolicy::new(rules))
     }
 
     fn compile_http(&self, raw: RawHttp) -> Result<HttpPolicy, ManifestError> {

@@ -12,6 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 fn main() {
+    // The trampoline that confines and starts a command (see
+    // sandbox_host_api::exec): not a user-facing subcommand.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == sandbox_host_api::exec::TRAMPOLINE) {
+        std::process::exit(sandbox_host_api::exec::confine_ambient(&args[2..]));
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("SANDBOX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();

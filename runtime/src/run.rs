@@ -12,6 +12,7 @@ use crate::exit::{Code, Failure};
 use crate::stdio::{GuardedOutput, Stream};
 use sandbox_audit::{AuditLog, Event, Kind, LimitsRecord};
 use sandbox_host_api::approval::{Approver, DenyApprover};
+use sandbox_host_api::exec::Launcher;
 use sandbox_host_api::net::Net;
 use sandbox_host_api::workspace::Workspace;
 use sandbox_host_api::{HostCtx, RunClock, RunParts, SharedAudit, Stop, StopCell, TaskInfo, lock_audit};
@@ -259,6 +260,16 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
         wasi.inherit_stdin();
     }
     let clock = RunClock::new(policy.limits.time);
+    // Only runs that may start programs become a subreaper and need the
+    // trampoline.
+    let launcher = if policy.process.rules().is_empty() {
+        None
+    } else {
+        Some(
+            Launcher::current_ambient()
+                .map_err(|e| Failure::internal(format!("cannot prepare to start programs: {e}")))?,
+        )
+    };
     let host = HostCtx::new(RunParts {
         policy: policy.clone(),
         workspace,
@@ -268,6 +279,7 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
         task: task.clone(),
         clock: clock.clone(),
         stop: stop.clone(),
+        launcher,
     });
     let calls = host.calls_counter();
     let state = RunState {

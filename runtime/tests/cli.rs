@@ -154,7 +154,7 @@ fn policy_check_prints_the_compiled_grants() {
     has("fs.auto_approve out/**");
     has("fs.deny         **/.env  src/secret/**");
     has("http.allow      (none: every request is denied)");
-    has("process.run not enabled in this version");
+    has("process.allow   (none: every command is denied)");
     let builtin = lines.iter().find(|l| l.starts_with("built-in    writes are always refused on:")).unwrap();
     for protected in ["**/.git/**", "**/.husky/**", "**/.envrc", "**/.vscode/**", "**/.bashrc", "**/.zshrc"] {
         assert!(builtin.split_whitespace().any(|w| w == protected), "{protected} missing: {builtin}");
@@ -266,10 +266,11 @@ fn explain_shows_the_built_in_refusals() {
         assert!(r.stdout.starts_with("deny:"), "{target}: {r:?}");
         assert!(r.stdout.trim_end().ends_with("(rule builtin:outside-workspace)"), "{target}: {r:?}");
     }
+    // A manifest without [[process.allow]] denies every command.
     let r = explain(&f, "process.run", "git status");
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stdout.starts_with("deny: process.run is not enabled"), "{r:?}");
-    assert!(r.stdout.trim_end().ends_with("(rule builtin:not-enabled)"), "{r:?}");
+    assert!(r.stdout.starts_with("deny: process.run `git status`: no rule allows the program `git`"), "{r:?}");
+    assert!(r.stdout.trim_end().ends_with("(rule default)"), "{r:?}");
     // A manifest without [http] denies every request.
     let r = explain(&f, "http.send", "https://example.com/");
     assert_eq!(r.code, 1, "{r:?}");

@@ -655,7 +655,7 @@ fn requests_without_a_rule_and_commands_are_refused_and_audited() {
     );
     assert!(r.line(r#""http" "https://user@api.example.com/x?token=abc""#).starts_with("invalid:"), "{}", r.stdout);
     assert!(r.line(r#""http" "https://api.example.com/x?token=abc""#).starts_with("denied:"), "{}", r.stdout);
-    assert!(r.line(r#""run" "git" "status""#).contains("not enabled"));
+    assert!(r.line(r#""run" "git" "status""#).starts_with("denied:"), "{}", r.stdout);
     let http = f.calls("http.send");
     assert_eq!(http[0]["decision"], "invalid");
     assert_eq!(http[1]["decision"], "deny");
@@ -669,7 +669,7 @@ fn requests_without_a_rule_and_commands_are_refused_and_audited() {
         assert!(!e.to_string().contains("abc"), "{e}");
     }
     assert_eq!(f.calls("process.run")[0]["target"], "git status");
-    assert_eq!(f.calls("process.run")[0]["rule"], "builtin:not-enabled");
+    assert_eq!(f.calls("process.run")[0]["rule"], "default");
 }
 
 use std::path::Path;

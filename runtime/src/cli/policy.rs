@@ -103,7 +103,25 @@ fn print_policy(p: &Policy) -> String {
     for ca in &p.http.ca_certs {
         o!(out, "http.ca_certs   {}", ca.display());
     }
-    o!(out, "process.run not enabled in this version");
+    if p.process.rules().is_empty() {
+        o!(out, "process.allow   (none: every command is denied)");
+    }
+    for rule in p.process.rules() {
+        let approval = if rule.approval { "approval required" } else { "no approval" };
+        o!(out, "process.allow   {} -> {} ({approval})", rule.name, rule.path.display());
+        let patterns = rule.patterns();
+        o!(
+            out,
+            "                args: {}",
+            if patterns.is_empty() { "(none)".to_owned() } else { patterns.join(" | ") }
+        );
+        if !rule.env.is_empty() {
+            o!(out, "                env: {}", rule.env.join(" "));
+        }
+        for refusal in rule.family.refusals() {
+            o!(out, "                built-in: {refusal}");
+        }
+    }
     o!(out, "built-in    writes are always refused on: {}", PROTECTED_WRITES.join("  "));
     o!(out, "built-in    the manifest and the audit log are untouchable when inside the workspace;");
     o!(out, "            paths leading outside (`..`, symlinks) and files with several hard links are refused");
@@ -117,8 +135,7 @@ fn bytesize(n: u64) -> String {
 fn explain(p: &Policy, capability: &str, raw_target: &str) -> Result<i32, Failure> {
     let target = &crate::approver::inert(raw_target, false);
     if capability == "process.run" {
-        super::emit(&format!("deny: {capability} is not enabled in this version (rule builtin:not-enabled)\n"));
-        return Ok(Code::Negative as i32);
+        return explain_process(p, raw_target);
     }
     if capability == "http.send" {
         return explain_http(p, raw_target);
@@ -194,6 +211,33 @@ fn explain_http(p: &Policy, raw: &str) -> Result<i32, Failure> {
         Err(denial) => {
             super::emit(&format!("deny: http.send `{line}`: {} (rule {})\n", denial.reason, denial.rule));
             Ok(Code::Negative as i32)
+        }
+    }
+}
+
+/// `process.run` targets are an argv: `PROGRAM ARGS...`, split on spaces.
+fn explain_process(p: &Policy, raw: &str) -> Result<i32, Failure> {
+    let words: Vec<String> = raw.split_whitespace().map(str::to_owned).collect();
+    let shown = crate::approver::inert(raw, false);
+    let Some((program, args)) = words.split_first() else {
+        super::emit("invalid: empty command\n");
+        return Ok(Code::Negative as i32);
+    };
+    let Some(rule) = p.process.rule(program) else {
+        super::emit(&format!("deny: process.run `{shown}`: no rule allows the program `{program}` (rule default)\n"));
+        return Ok(Code::Negative as i32);
+    };
+    match rule.check_args(args) {
+        Err((r, why)) => {
+            super::emit(&format!("deny: process.run `{shown}`: {why} (rule {r})\n"));
+            Ok(Code::Negative as i32)
+        }
+        Ok(()) => {
+            let word = if rule.approval { "ask (allowed once a human approves)" } else { "allow" };
+            let mut out = format!("{word}: process.run `{shown}` runs {} (rule {})\n", rule.path.display(), rule.name);
+            out.push_str("note: at run time the environment names and the working directory are checked too\n");
+            super::emit(&out);
+            Ok(0)
         }
     }
 }

@@ -1,0 +1,756 @@
+//! Host programs a tool may run: `[[process.allow]]` rules, the argv
+//! pattern language, and the built-in refusals that hold whatever a rule
+//! says.
+//!
+//! # Patterns
+//!
+//! A pattern is words separated by spaces, matched against the arguments
+//! after the program, one word per argument:
+//! - a literal word, or a glob within one argument (`--format=*`, `-n`);
+//! - `<arg>`: exactly one argument that does not start with `-`;
+//! - `<path>`: exactly one argument that is a workspace-relative path in
+//!   normal form (not absolute, not leaving the workspace, not starting
+//!   with `-`);
+//! - `*`, only as the last word: any remaining arguments, none included.
+//!
+//! A rule without `args` allows no arguments. An argv must match one of the
+//! rule's patterns, and no argument may match the rule's `deny_args` or a
+//! built-in refusal ([`builtin_refusal`]). `match` and `not_match` examples
+//! are checked when the manifest is compiled.
+
+use crate::path::RelPath;
+use globset::{GlobBuilder, GlobMatcher};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The `PATH` every program runs with.
+pub const SAFE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Programs that run other programs or shell code: never allowed as a
+/// rule's `path`, since sandbox never runs a shell.
+pub const LAUNCHERS: &[&str] = &[
+    "sh", "bash", "dash", "zsh", "ksh", "mksh", "pdksh", "yash", "fish", "csh", "tcsh", "rc", "busybox", "toybox",
+    "env", "xargs", "nohup", "setsid", "timeout", "nice", "ionice", "chroot", "unshare", "nsenter", "sudo", "su",
+    "doas", "runuser", "pkexec", "strace", "ltrace", "gdb", "script", "watch", "flock", "parallel", "ssh",
+];
+
+/// Environment variables a rule can never let a tool set: they load code,
+/// redirect programs or change how commands are parsed.
+pub const FORBIDDEN_ENV: &[&str] = &[
+    "PATH",
+    "BASH_ENV",
+    "ENV",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "RUBYOPT",
+    "RUBYLIB",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "IFS",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "PROMPT_COMMAND",
+    "LESSOPEN",
+    "LESSCLOSE",
+    "GCONV_PATH",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "RES_OPTIONS",
+    "SHELL",
+    "EDITOR",
+    "VISUAL",
+    "PAGER",
+    "MANPAGER",
+    "HOME",
+];
+
+/// Prefixes of environment variables a rule can never let a tool set.
+pub const FORBIDDEN_ENV_PREFIXES: &[&str] =
+    &["LD_", "DYLD_", "GIT_", "PYTHON", "PERL5", "PERLLIB", "SSH_", "BASH_FUNC_"];
+
+/// Which built-in refusals apply to a program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// git
+    Git,
+    /// find
+    Find,
+    /// GNU or BSD tar
+    Tar,
+    /// ripgrep
+    Rg,
+    /// sed
+    Sed,
+    /// anything else: only the rule's own patterns and `deny_args`
+    Other,
+}
+
+impl Family {
+    fn of(name: &str) -> Family {
+        match name {
+            "git" => Family::Git,
+            "find" | "gfind" => Family::Find,
+            "tar" | "gtar" | "bsdtar" => Family::Tar,
+            "rg" | "ripgrep" => Family::Rg,
+            "sed" | "gsed" => Family::Sed,
+            _ => Family::Other,
+        }
+    }
+
+    /// The family of a rule: from its program name, its path's file name,
+    /// or the file name of what the path really is (a symlink).
+    pub fn for_program(program: &str, path: &Path) -> Family {
+        let mut names = vec![program.to_owned()];
+        names.extend(path.file_name().map(|n| n.to_string_lossy().into_owned()));
+        if let Ok(real) = std::fs::canonicalize(path) {
+            names.extend(real.file_name().map(|n| n.to_string_lossy().into_owned()));
+        }
+        names.iter().map(|n| Family::of(n)).find(|f| *f != Family::Other).unwrap_or(Family::Other)
+    }
+
+    /// Arguments always placed first (sed runs with `--sandbox`, so its
+    /// `e`, `w` and `r` commands fail).
+    pub fn forced_args(self) -> &'static [&'static str] {
+        match self {
+            Family::Sed => &["--sandbox"],
+            _ => &[],
+        }
+    }
+
+    /// Environment always set. git: no system or global config, and the
+    /// settings that would run commands forced off, so a repository's own
+    /// config cannot run code through them.
+    pub fn forced_env(self) -> Vec<(String, String)> {
+        if self != Family::Git {
+            return Vec::new();
+        }
+        let config = [
+            ("core.fsmonitor", "false"),
+            ("core.hooksPath", "/dev/null"),
+            ("core.pager", "cat"),
+            ("core.sshCommand", "false"),
+            ("core.askPass", ""),
+            ("core.editor", "false"),
+            ("sequence.editor", "false"),
+            ("credential.helper", ""),
+            ("diff.external", ""),
+            ("protocol.ext.allow", "never"),
+            ("protocol.fd.allow", "never"),
+            ("protocol.allow", "user"),
+        ];
+        let mut env = vec![
+            ("GIT_CONFIG_NOSYSTEM".to_owned(), "1".to_owned()),
+            ("GIT_CONFIG_GLOBAL".to_owned(), "/dev/null".to_owned()),
+            ("GIT_TERMINAL_PROMPT".to_owned(), "0".to_owned()),
+            ("GIT_ASKPASS".to_owned(), "false".to_owned()),
+            ("GIT_PAGER".to_owned(), "cat".to_owned()),
+            ("GIT_CONFIG_COUNT".to_owned(), config.len().to_string()),
+        ];
+        for (i, (k, v)) in config.iter().enumerate() {
+            env.push((format!("GIT_CONFIG_KEY_{i}"), (*k).to_owned()));
+            env.push((format!("GIT_CONFIG_VALUE_{i}"), (*v).to_owned()));
+        }
+        env
+    }
+
+    /// The refusals of this family, for `policy explain`.
+    pub fn refusals(self) -> &'static [&'static str] {
+        match self {
+            Family::Git => &[
+                "before the subcommand: -c, -c<x>, --config-env, --exec-path, -C, --git-dir, --work-tree, --namespace",
+                "anywhere: --upload-pack, --receive-pack, --exec, --template, --config, ext:: and fd:: in any argument",
+                "-u after clone, fetch, pull, ls-remote; -c after clone; -x after rebase",
+                "subcommands config, difftool, mergetool, filter-branch, credential*, daemon, instaweb, shell, upload-pack, receive-pack; submodule foreach; bisect run",
+                "runs with GIT_CONFIG_NOSYSTEM=1, GIT_CONFIG_GLOBAL=/dev/null and core.fsmonitor, core.hooksPath, core.pager, core.sshCommand, credential.helper, diff.external, protocol.ext.allow, protocol.fd.allow forced safe",
+            ],
+            Family::Find => &["-exec, -execdir, -ok, -okdir, -delete, -fprint, -fprint0, -fprintf, -fls"],
+            Family::Tar => &[
+                "--checkpoint-action, --to-command, --use-compress-program, -I, --info-script, -F, --new-volume-script, --rsh-command, --rmt-command",
+                "short-option bundles (-xIf, or old-style xIf as the first argument) holding I or F",
+            ],
+            Family::Rg => &["--pre, --hostname-bin"],
+            Family::Sed => &[
+                "-i, --in-place, and bundles holding i (-ni)",
+                "always runs with --sandbox (e, w and r commands fail)",
+            ],
+            Family::Other => &[],
+        }
+    }
+}
+
+/// Why a built-in refusal applies, if one does: (rule, reason).
+pub fn builtin_refusal(family: Family, args: &[String]) -> Option<(&'static str, String)> {
+    let hit = |arg: &str, why: &str| Some((rule_of(family), format!("`{arg}` {why}")));
+    match family {
+        Family::Git => {
+            let sub_at = args.iter().position(|a| !a.starts_with('-'));
+            for (i, arg) in args.iter().enumerate() {
+                if arg.contains("ext::") || arg.contains("fd::") {
+                    return hit(arg, "names a transport that runs commands (ext:: or fd::)");
+                }
+                let global = sub_at.is_none_or(|s| i < s);
+                let a = arg.as_str();
+                if global
+                    && (a == "-c"
+                        || a.starts_with("-c")
+                        || a.starts_with("--config-env")
+                        || a.starts_with("--exec-path")
+                        || a == "-C"
+                        || a.starts_with("--git-dir")
+                        || a.starts_with("--work-tree")
+                        || a.starts_with("--namespace"))
+                {
+                    return hit(arg, "changes git's configuration or repository before the subcommand");
+                }
+                if ["--upload-pack", "--receive-pack", "--exec", "--template", "--config"]
+                    .iter()
+                    .any(|o| a.starts_with(o))
+                {
+                    return hit(arg, "can make git run a command or load configuration");
+                }
+            }
+            let sub = sub_at.map(|s| args[s].as_str());
+            let after = |s: usize| args[s + 1..].iter().map(String::as_str);
+            if let (Some(s), Some(sub)) = (sub_at, sub) {
+                const REFUSED: &[&str] = &[
+                    "config",
+                    "difftool",
+                    "mergetool",
+                    "filter-branch",
+                    "daemon",
+                    "instaweb",
+                    "shell",
+                    "upload-pack",
+                    "receive-pack",
+                    "upload-archive",
+                    "web--browse",
+                    "remote-ext",
+                    "remote-fd",
+                ];
+                if REFUSED.contains(&sub) || sub.starts_with("credential") {
+                    return hit(sub, "is a git subcommand that can change configuration or run commands");
+                }
+                let mut rest = after(s);
+                if matches!(sub, "clone" | "fetch" | "pull" | "ls-remote") && rest.any(|a| a == "-u") {
+                    return hit("-u", "sets the upload-pack command");
+                }
+                if sub == "clone" && after(s).any(|a| a == "-c" || (a.starts_with("-c") && !a.starts_with("--"))) {
+                    return hit("-c", "sets configuration in the new repository");
+                }
+                if sub == "rebase" && after(s).any(|a| a == "-x" || a.starts_with("-x")) {
+                    return hit("-x", "runs a command after each commit");
+                }
+                if (sub == "submodule" && after(s).any(|a| a == "foreach"))
+                    || (sub == "bisect" && after(s).next() == Some("run"))
+                {
+                    return hit(sub, "runs a command");
+                }
+            }
+            None
+        }
+        Family::Find => args
+            .iter()
+            .find(|a| {
+                matches!(
+                    a.as_str(),
+                    "-exec" | "-execdir" | "-ok" | "-okdir" | "-delete" | "-fprint" | "-fprint0" | "-fprintf" | "-fls"
+                )
+            })
+            .and_then(|a| hit(a, "runs commands, deletes or writes files")),
+        Family::Tar => {
+            const LONG: &[&str] = &[
+                "--checkpoint-action",
+                "--to-command",
+                "--use-compress-program",
+                "--info-script",
+                "--new-volume-script",
+                "--rsh-command",
+                "--rmt-command",
+            ];
+            for (i, a) in args.iter().enumerate() {
+                if LONG.iter().any(|o| a.starts_with(o)) {
+                    return hit(a, "makes tar run a command");
+                }
+                let bundle = if let Some(short) = a.strip_prefix('-').filter(|s| !s.starts_with('-')) {
+                    Some(short)
+                } else if i == 0 && !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    Some(a.as_str())
+                } else {
+                    None
+                };
+                if bundle.is_some_and(|b| b.contains(['I', 'F'])) {
+                    return hit(a, "holds -I or -F, which make tar run a command");
+                }
+            }
+            None
+        }
+        Family::Rg => args
+            .iter()
+            .find(|a| a.starts_with("--pre") && !a.starts_with("--pre-glob") || a.starts_with("--hostname-bin"))
+            .and_then(|a| hit(a, "makes rg run a command")),
+        Family::Sed => args
+            .iter()
+            .find(|a| {
+                a.starts_with("--in-place")
+                    || a.strip_prefix('-').is_some_and(|s| !s.starts_with('-') && !s.is_empty() && s.contains('i'))
+            })
+            .and_then(|a| hit(a, "edits files in place")),
+        Family::Other => None,
+    }
+}
+
+fn rule_of(family: Family) -> &'static str {
+    match family {
+        Family::Git => "builtin:process:git",
+        Family::Find => "builtin:process:find",
+        Family::Tar => "builtin:process:tar",
+        Family::Rg => "builtin:process:rg",
+        Family::Sed => "builtin:process:sed",
+        Family::Other => "builtin:process",
+    }
+}
+
+/// True when a tool may never set this variable, whatever a rule says.
+pub fn env_forbidden(name: &str) -> bool {
+    FORBIDDEN_ENV.contains(&name) || FORBIDDEN_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+#[derive(Debug, Clone)]
+enum Word {
+    Glob(GlobMatcher),
+    Arg,
+    Path,
+    Rest,
+}
+
+/// One compiled argv pattern.
+#[derive(Debug, Clone)]
+struct Pattern {
+    text: String,
+    words: Vec<Word>,
+}
+
+impl Pattern {
+    fn compile(text: &str) -> Result<Pattern, String> {
+        let parts: Vec<&str> = text.split_whitespace().collect();
+        let mut words = Vec::with_capacity(parts.len());
+        for (i, part) in parts.iter().enumerate() {
+            let word = match *part {
+                "*" if i + 1 == parts.len() => Word::Rest,
+                "*" => return Err(format!("in `{text}`, `*` may only be the last word")),
+                "<arg>" => Word::Arg,
+                "<path>" => Word::Path,
+                p if p.starts_with('<') && p.ends_with('>') => {
+                    return Err(format!("in `{text}`, `{p}` is not a placeholder (use <arg> or <path>)"));
+                }
+                p => Word::Glob(
+                    GlobBuilder::new(p)
+                        .literal_separator(false)
+                        .backslash_escape(true)
+                        .build()
+                        .map_err(|e| format!("in `{text}`, `{p}` is not a valid word: {}", e.kind()))?
+                        .compile_matcher(),
+                ),
+            };
+            words.push(word);
+        }
+        Ok(Pattern { text: text.trim().to_owned(), words })
+    }
+
+    fn matches(&self, args: &[String]) -> bool {
+        let mut i = 0;
+        for word in &self.words {
+            match word {
+                Word::Rest => return true,
+                _ if i >= args.len() => return false,
+                Word::Glob(m) if !m.is_match(&args[i]) => return false,
+                Word::Arg if args[i].is_empty() || args[i].starts_with('-') => return false,
+                Word::Path if args[i].starts_with('-') || RelPath::normalise(&args[i]).is_err() => return false,
+                _ => i += 1,
+            }
+        }
+        i == args.len()
+    }
+}
+
+/// One compiled `[[process.allow]]` rule.
+#[derive(Debug, Clone)]
+pub struct ProcessRule {
+    /// `process.allow[0]:git`
+    pub name: String,
+    /// The name tools use.
+    pub program: String,
+    /// The absolute path the host runs.
+    pub path: PathBuf,
+    /// Which built-in refusals apply.
+    pub family: Family,
+    patterns: Vec<Pattern>,
+    deny_args: Vec<(String, GlobMatcher)>,
+    /// Variables the tool may set.
+    pub env: Vec<String>,
+    /// True: every run asks a human (the default).
+    pub approval: bool,
+    cwd: Option<(String, GlobMatcher)>,
+    /// The rule's own timeout, if any.
+    pub timeout: Option<Duration>,
+}
+
+/// A rule as written, before compiling.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RuleSpec {
+    pub program: String,
+    pub path: String,
+    pub args: Vec<String>,
+    pub deny_args: Vec<String>,
+    pub env: Vec<String>,
+    pub approval: bool,
+    pub cwd: Option<String>,
+    pub timeout: Option<Duration>,
+}
+
+/// Why a rule cannot be compiled: the key and the message.
+pub(crate) type RuleError = (&'static str, String);
+
+impl ProcessRule {
+    pub(crate) fn compile(index: usize, spec: RuleSpec) -> Result<ProcessRule, RuleError> {
+        if spec.program.is_empty() || !spec.program.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b)) {
+            return Err((
+                "program",
+                format!("`{}` is not a program name (letters, digits, - _ . +)", spec.program.escape_debug()),
+            ));
+        }
+        let path = PathBuf::from(&spec.path);
+        if !path.is_absolute() {
+            return Err((
+                "path",
+                format!("`{}` is not an absolute path; the host never looks programs up in PATH", spec.path),
+            ));
+        }
+        check_executable(&path).map_err(|m| ("path", m))?;
+        let launcher = |p: &Path| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| LAUNCHERS.contains(&n));
+        if launcher(&path) || std::fs::canonicalize(&path).is_ok_and(|real| launcher(&real)) {
+            return Err((
+                "path",
+                format!(
+                    "`{}` is a shell or runs other programs; sandbox never runs a shell (name the program itself)",
+                    spec.path
+                ),
+            ));
+        }
+        let patterns =
+            spec.args.iter().map(|a| Pattern::compile(a)).collect::<Result<Vec<_>, _>>().map_err(|m| ("args", m))?;
+        let mut deny_args = Vec::new();
+        for d in &spec.deny_args {
+            let m = GlobBuilder::new(d)
+                .literal_separator(false)
+                .build()
+                .map_err(|e| ("deny_args", format!("`{d}` is not a valid glob: {}", e.kind())))?;
+            deny_args.push((d.clone(), m.compile_matcher()));
+        }
+        for name in &spec.env {
+            let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid {
+                return Err(("env", format!("`{}` is not a variable name", name.escape_debug())));
+            }
+            if env_forbidden(name) {
+                return Err((
+                    "env",
+                    format!("`{name}` can never be set by a tool (it loads code or redirects programs)"),
+                ));
+            }
+        }
+        let cwd = match spec.cwd {
+            None => None,
+            Some(c) => {
+                let m = GlobBuilder::new(&c)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| ("cwd", format!("`{c}` is not a valid glob: {}", e.kind())))?;
+                if c.starts_with('/') || c.split('/').any(|p| p == "..") {
+                    return Err(("cwd", format!("`{c}` must be relative to the workspace")));
+                }
+                Some((c, m.compile_matcher()))
+            }
+        };
+        let family = Family::for_program(&spec.program, &path);
+        Ok(ProcessRule {
+            name: format!("process.allow[{index}]:{}", spec.program),
+            program: spec.program,
+            path,
+            family,
+            patterns,
+            deny_args,
+            env: spec.env,
+            approval: spec.approval,
+            cwd,
+            timeout: spec.timeout,
+        })
+    }
+
+    /// The patterns as written.
+    pub fn patterns(&self) -> Vec<&str> {
+        self.patterns.iter().map(|p| p.text.as_str()).collect()
+    }
+
+    /// Decides an argv: `Ok` when allowed, else the deciding rule and why.
+    pub fn check_args(&self, args: &[String]) -> Result<(), (&str, String)> {
+        if let Some((rule, why)) = builtin_refusal(self.family, args) {
+            return Err((rule, why));
+        }
+        for arg in args {
+            if let Some((glob, _)) = self.deny_args.iter().find(|(_, m)| m.is_match(arg)) {
+                return Err((&self.name, format!("`{arg}` is refused by deny_args `{glob}` of {}", self.name)));
+            }
+        }
+        let allowed =
+            if self.patterns.is_empty() { args.is_empty() } else { self.patterns.iter().any(|p| p.matches(args)) };
+        if allowed {
+            return Ok(());
+        }
+        let allowed = if self.patterns.is_empty() { "no arguments".to_owned() } else { self.patterns().join(" | ") };
+        Err((&self.name, format!("the arguments match no pattern of {} (it allows: {allowed})", self.name)))
+    }
+
+    /// Decides a working directory (already in normal form).
+    pub fn check_cwd(&self, cwd: &RelPath) -> Result<(), String> {
+        match &self.cwd {
+            None if cwd.is_root() => Ok(()),
+            None => Err(format!("{} runs only in the workspace root", self.name)),
+            Some((_, m)) if m.is_match(cwd.as_str()) => Ok(()),
+            Some((glob, _)) => Err(format!("`{}` is not covered by the cwd `{glob}` of {}", cwd.display(), self.name)),
+        }
+    }
+
+    /// Decides the variables a tool sets.
+    pub fn check_env(&self, names: &[&str]) -> Result<(), String> {
+        for n in names {
+            if env_forbidden(n) {
+                return Err(format!("`{n}` can never be set by a tool"));
+            }
+            if !self.env.iter().any(|e| e == n) {
+                return Err(format!("variable `{n}` is not allowed by {}", self.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_executable(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("`{}`: {}", path.display(), crate::io_reason(&e)))?;
+    if !meta.is_file() {
+        return Err(format!("`{}` is not a regular file", path.display()));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(format!("`{}` is not executable", path.display()));
+    }
+    Ok(())
+}
+
+/// The compiled `[[process.allow]]` rules.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessPolicy {
+    rules: Vec<ProcessRule>,
+}
+
+impl ProcessPolicy {
+    pub(crate) fn new(rules: Vec<ProcessRule>) -> ProcessPolicy {
+        ProcessPolicy { rules }
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &[ProcessRule] {
+        &self.rules
+    }
+
+    /// The rule for a program name the tool passed.
+    pub fn rule(&self, program: &str) -> Option<&ProcessRule> {
+        self.rules.iter().find(|r| r.program == program)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    fn rule(args: &[&str]) -> ProcessRule {
+        ProcessRule::compile(
+            0,
+            RuleSpec {
+                program: "git".into(),
+                path: "/bin/ls".into(),
+                args: args.iter().map(|s| s.to_string()).collect(),
+                ..RuleSpec::default()
+            },
+        )
+        .map(|mut r| {
+            r.family = Family::Git;
+            r
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn patterns_match_word_by_word() {
+        let r = rule(&["status *", "log --oneline -n <arg>", "diff --stat=* <path>", "show"]);
+        assert!(r.check_args(&v("status")).is_ok());
+        assert!(r.check_args(&v("status --short -b")).is_ok());
+        assert!(r.check_args(&v("log --oneline -n 5")).is_ok());
+        assert!(r.check_args(&v("log --oneline -n -5")).is_err());
+        assert!(r.check_args(&v("log --oneline -n 5 extra")).is_err());
+        assert!(r.check_args(&v("diff --stat=80 src/main.rs")).is_ok());
+        assert!(r.check_args(&v("diff --stat=80 ../etc/passwd")).is_err());
+        assert!(r.check_args(&v("diff --stat=80 /etc/passwd")).is_err());
+        assert!(r.check_args(&v("diff --stat=80 --output=x")).is_err());
+        assert!(r.check_args(&v("show")).is_ok());
+        assert!(r.check_args(&v("show HEAD")).is_err());
+        assert!(r.check_args(&v("push")).is_err());
+        assert!(r.check_args(&[]).is_err());
+        let none = rule(&[]);
+        assert!(none.check_args(&[]).is_ok());
+        assert!(none.check_args(&v("x")).is_err());
+    }
+
+    #[test]
+    fn star_is_only_last() {
+        assert!(Pattern::compile("* status").is_err());
+        assert!(Pattern::compile("status <file>").is_err());
+        assert!(Pattern::compile("status *").is_ok());
+    }
+
+    #[test]
+    fn git_refusals_hold_whatever_the_pattern() {
+        let r = rule(&["*"]);
+        for bad in [
+            "-c core.pager=evil status",
+            "-ccore.pager=evil status",
+            "--config-env=core.pager=X status",
+            "-C /etc status",
+            "--git-dir=/x status",
+            "--work-tree=/ status",
+            "--exec-path=/tmp status",
+            "fetch --upload-pack=evil origin",
+            "push --receive-pack=evil origin",
+            "clone -u evil x",
+            "clone -c core.hooksPath=x x",
+            "clone ext::sh -c x",
+            "fetch fd::3",
+            "archive --exec=evil --remote=x",
+            "rebase -x evil",
+            "config core.pager evil",
+            "difftool",
+            "credential-store get",
+            "submodule foreach evil",
+            "bisect run evil",
+            "clone --template=/x src dst",
+            "clone --config core.fsmonitor=x src dst",
+        ] {
+            let e = r.check_args(&v(bad));
+            assert!(e.as_ref().is_err_and(|(rule, _)| *rule == "builtin:process:git"), "{bad}: {e:?}");
+        }
+        for ok in ["status --short", "log -c", "diff --cached", "add -u", "status -uno", "log --color=never"] {
+            assert!(r.check_args(&v(ok)).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn find_tar_rg_sed_refusals() {
+        let find = |a: &str| builtin_refusal(Family::Find, &v(a));
+        assert!(find(". -name x -exec rm {} ;").is_some());
+        assert!(find(". -delete").is_some());
+        assert!(find(". -fprintf out %p").is_some());
+        assert!(find(". -name *.rs -print").is_none());
+        let tar = |a: &str| builtin_refusal(Family::Tar, &v(a));
+        for bad in [
+            "--checkpoint-action=exec=evil -cf x",
+            "-xIevil -f x",
+            "xIf evil x",
+            "-cf x --to-command=evil",
+            "-F evil -cf x",
+            "--use-compress-program=evil -cf x",
+        ] {
+            assert!(tar(bad).is_some(), "{bad}");
+        }
+        assert!(tar("-tvf archive.tar").is_none());
+        assert!(tar("tvf archive.tar").is_none());
+        let rg = |a: &str| builtin_refusal(Family::Rg, &v(a));
+        assert!(rg("--pre=evil x").is_some());
+        assert!(rg("--pre evil x").is_some());
+        assert!(rg("--hostname-bin=evil x").is_some());
+        assert!(rg("--pre-glob=*.gz x").is_none());
+        let sed = |a: &str| builtin_refusal(Family::Sed, &v(a));
+        assert!(sed("-i s/a/b/ f").is_some());
+        assert!(sed("-ni s/a/b/ f").is_some());
+        assert!(sed("--in-place=.bak s/a/b/ f").is_some());
+        assert!(sed("-n s/a/b/p f").is_none());
+        assert_eq!(Family::Sed.forced_args(), ["--sandbox"]);
+    }
+
+    #[test]
+    fn env_names_are_screened() {
+        for bad in [
+            "PATH",
+            "LD_PRELOAD",
+            "DYLD_INSERT_LIBRARIES",
+            "GIT_SSH_COMMAND",
+            "NODE_OPTIONS",
+            "BASH_ENV",
+            "PYTHONSTARTUP",
+            "HOME",
+        ] {
+            assert!(env_forbidden(bad), "{bad}");
+        }
+        assert!(!env_forbidden("LANG"));
+        let mut r = rule(&[]);
+        r.env = vec!["LANG".into()];
+        assert!(r.check_env(&["LANG"]).is_ok());
+        assert!(r.check_env(&["LC_ALL"]).is_err());
+        assert!(r.check_env(&["LD_PRELOAD"]).is_err());
+        let forced = Family::Git.forced_env();
+        assert!(forced.contains(&("GIT_CONFIG_NOSYSTEM".into(), "1".into())));
+        assert!(forced.iter().any(|(k, v)| k.starts_with("GIT_CONFIG_KEY_") && v == "core.fsmonitor"));
+    }
+
+    #[test]
+    fn cwd_is_the_root_unless_a_glob_says_otherwise() {
+        let r = rule(&[]);
+        assert!(r.check_cwd(&RelPath::root()).is_ok());
+        assert!(r.check_cwd(&RelPath::normalise("sub").unwrap()).is_err());
+        let with = ProcessRule::compile(
+            0,
+            RuleSpec {
+                program: "ls".into(),
+                path: "/bin/ls".into(),
+                cwd: Some("repos/**".into()),
+                ..RuleSpec::default()
+            },
+        )
+        .unwrap();
+        assert!(with.check_cwd(&RelPath::normalise("repos/a").unwrap()).is_ok());
+        assert!(with.check_cwd(&RelPath::normalise("other").unwrap()).is_err());
+    }
+
+    #[test]
+    fn bad_rules_are_refused() {
+        let spec = |path: &str| RuleSpec { program: "x".into(), path: path.into(), ..RuleSpec::default() };
+        assert_eq!(ProcessRule::compile(0, spec("ls")).unwrap_err().0, "path");
+        assert_eq!(ProcessRule::compile(0, spec("/nonexistent/prog")).unwrap_err().0, "path");
+        let dir = std::env::temp_dir().join(format!("sandbox-policy-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let plain = dir.join("plain");
+        std::fs::write(&plain, "x").unwrap();
+        assert!(ProcessRule::compile(0, spec(plain.to_str().unwrap())).unwrap_err().1.contains("not executable"));
+        assert!(ProcessRule::compile(0, spec(dir.to_str().unwrap())).unwrap_err().1.contains("not a regular file"));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(ProcessRule::compile(0, spec("/bin/sh")).unwrap_err().1.contains("shell"));
+        assert!(ProcessRule::compile(0, spec("/usr/bin/env")).is_err());
+        let env = RuleSpec { env: vec!["LD_PRELOAD".into()], ..spec("/bin/ls") };
+        assert_eq!(ProcessRule::compile(0, env).unwrap_err().0, "env");
+    }
+}
