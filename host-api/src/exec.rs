@@ -35,7 +35,27 @@ pub const TRAMPOLINE: &str = "__confine";
 const MARKER: &str = "\u{1e}sandbox-confine ";
 
 /// Directories a confined program may read (and execute from).
-const SYSTEM_READ: &[&str] = &["/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/opt"];
+const SYSTEM_READ: &[&str] = &["/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin"];
+/// What of `/etc` a program may read: the loader, names, certificates,
+/// time zones and locales; not `/etc/shadow`, SSH host keys and the like.
+const ETC_READ: &[&str] = &[
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/nsswitch.conf",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/hosts",
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/mime.types",
+    "/etc/locale.alias",
+    "/etc/os-release",
+    "/etc/magic",
+];
 /// Devices a confined program may read and write.
 const DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];
 
@@ -131,18 +151,9 @@ pub fn run_ambient(launcher: &Launcher, spawn: &Spawn, timeout: Duration, cap: u
     result
 }
 
+/// A private directory (random name, mode 0700) for the program's TMPDIR.
 fn tempdir_ambient() -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::temp_dir();
-    for n in 0..100u32 {
-        let dir = base.join(format!("sandbox-exec-{}-{}-{n}", std::process::id(), Instant::now().elapsed().as_nanos()));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::other("no free name"))
+    Ok(tempfile::Builder::new().prefix("sandbox-exec-").tempdir()?.keep())
 }
 
 fn run_in(launcher: &Launcher, spawn: &Spawn, timeout: Duration, cap: u64, tmp: &Path) -> Result<Finished, String> {
@@ -155,6 +166,8 @@ fn run_in(launcher: &Launcher, spawn: &Spawn, timeout: Duration, cap: u64, tmp: 
         .arg(&spawn.workspace)
         .arg("--write")
         .arg(tmp)
+        .arg("--run")
+        .arg(&spawn.path)
         .arg("--limits")
         .arg(format!("{},{},{},{}", l.processes, l.file_size, l.cpu_seconds.min(timeout.as_secs() + 1), l.open_files))
         .arg("--")
@@ -270,15 +283,21 @@ fn run_in(launcher: &Launcher, spawn: &Spawn, timeout: Duration, cap: u64, tmp: 
     })
 }
 
+/// How long the sweep may take at most.
+const SWEEP_BOUND: Duration = Duration::from_secs(10);
+
 /// Kills every process reparented to this one (orphans of the programs it
-/// ran) and reaps them, until none is left.
+/// ran) together with all their descendants, and reaps the orphans, until
+/// none is left (or the bound passes).
 fn sweep_orphans() -> usize {
     let me = rustix::process::getpid().as_raw_nonzero().get();
+    let start = Instant::now();
     let mut killed = 0;
     let mut quiet_rounds = 0;
-    for _ in 0..200 {
-        let found = children_of(me);
-        if found.is_empty() {
+    while start.elapsed() < SWEEP_BOUND {
+        let table = process_table();
+        let orphans: Vec<i32> = table.iter().filter(|(_, ppid)| *ppid == me).map(|(pid, _)| *pid).collect();
+        if orphans.is_empty() {
             quiet_rounds += 1;
             if quiet_rounds >= 3 {
                 break;
@@ -287,19 +306,27 @@ fn sweep_orphans() -> usize {
             continue;
         }
         quiet_rounds = 0;
-        for pid in found {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
-                killed += 1;
-            }
+        // The whole tree below each orphan at once.
+        let mut doomed = orphans.clone();
+        let mut i = 0;
+        while i < doomed.len() {
+            let parent = doomed[i];
+            doomed.extend(table.iter().filter(|(_, ppid)| *ppid == parent).map(|(pid, _)| *pid));
+            i += 1;
         }
+        for pid in doomed.iter().filter_map(|p| rustix::process::Pid::from_raw(*p)) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        for pid in orphans.iter().filter_map(|p| rustix::process::Pid::from_raw(*p)) {
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+        }
+        killed += doomed.len();
     }
     killed
 }
 
-/// The processes whose parent is `parent`, from `/proc`.
-fn children_of(parent: i32) -> Vec<i32> {
+/// Every process and its parent, from `/proc`.
+fn process_table() -> Vec<(i32, i32)> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     let mut out = Vec::new();
     for entry in dir.flatten() {
@@ -307,9 +334,8 @@ fn children_of(parent: i32) -> Vec<i32> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
         // The command name may hold spaces and parentheses: parse after the last `)`.
         let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
-        let ppid = after.split_whitespace().nth(1).and_then(|p| p.parse::<i32>().ok());
-        if ppid == Some(parent) {
-            out.push(pid);
+        if let Some(ppid) = after.split_whitespace().nth(1).and_then(|p| p.parse::<i32>().ok()) {
+            out.push((pid, ppid));
         }
     }
     out
@@ -329,6 +355,7 @@ pub fn confine_ambient(args: &[OsString]) -> i32 {
     };
     let mut cwd = None;
     let mut writable = Vec::new();
+    let mut runnable = Vec::new();
     let mut limits = None;
     let mut it = args.iter();
     let mut program = None;
@@ -336,6 +363,7 @@ pub fn confine_ambient(args: &[OsString]) -> i32 {
         match a.to_str() {
             Some("--cwd") => cwd = it.next().map(PathBuf::from),
             Some("--write") => writable.extend(it.next().map(PathBuf::from)),
+            Some("--run") => runnable.extend(it.next().map(PathBuf::from)),
             Some("--limits") => limits = it.next().and_then(|v| v.to_str()).map(str::to_owned),
             Some("--") => {
                 program = it.next().cloned();
@@ -364,7 +392,7 @@ pub fn confine_ambient(args: &[OsString]) -> i32 {
             return fail(format!("cannot set resource limit {res:?}: {e}"));
         }
     }
-    let confinement = match landlock(&writable) {
+    let confinement = match landlock(&writable, &runnable) {
         Ok(c) => c,
         Err(e) => return fail(format!("cannot confine file access: {e}")),
     };
@@ -377,24 +405,32 @@ pub fn confine_ambient(args: &[OsString]) -> i32 {
     127
 }
 
-/// Restricts file access to reading the system and reading and writing
-/// `writable`. Returns what applied.
-fn landlock(writable: &[PathBuf]) -> Result<String, String> {
+/// Restricts the process: files (read the system, read and write
+/// `writable`, run `runnable`), no TCP at all (so commands cannot go around
+/// the `[http]` allow-list), and no signals or abstract sockets to
+/// processes outside its own domain. Returns what applied.
+fn landlock(writable: &[PathBuf], runnable: &[PathBuf]) -> Result<String, String> {
     use landlock::{
-        ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
-        path_beneath_rules,
+        ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr,
+        RulesetStatus, Scope, path_beneath_rules,
     };
-    let abi = ABI::V5;
+    let abi = ABI::V6;
     let existing =
         |paths: &[&str]| paths.iter().copied().filter(|p| Path::new(p).exists()).map(str::to_owned).collect::<Vec<_>>();
+    // The program itself, and what it really is when it is a symlink.
+    let mut programs: Vec<PathBuf> = runnable.to_vec();
+    programs.extend(runnable.iter().filter_map(|p| std::fs::canonicalize(p).ok()));
+    let read = AccessFs::from_read(abi);
     let status = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(abi))
+        .and_then(|r| r.handle_access(AccessNet::from_all(abi)))
+        .and_then(|r| r.scope(Scope::from_all(abi)))
         .and_then(|r| r.create())
-        .and_then(|r| r.add_rules(path_beneath_rules(existing(SYSTEM_READ), AccessFs::from_read(abi))))
-        .and_then(|r| {
-            r.add_rules(path_beneath_rules(existing(DEVICES), AccessFs::from_read(abi) | AccessFs::WriteFile))
-        })
+        .and_then(|r| r.add_rules(path_beneath_rules(existing(SYSTEM_READ), read)))
+        .and_then(|r| r.add_rules(path_beneath_rules(existing(ETC_READ), read)))
+        .and_then(|r| r.add_rules(path_beneath_rules(existing(DEVICES), read | AccessFs::WriteFile)))
+        .and_then(|r| r.add_rules(path_beneath_rules(&programs, AccessFs::ReadFile | AccessFs::Execute)))
         .and_then(|r| r.add_rules(path_beneath_rules(writable, AccessFs::from_all(abi))))
         .and_then(|r| r.restrict_self())
         .map_err(|e| e.to_string())?;

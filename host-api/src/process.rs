@@ -10,9 +10,9 @@ use crate::bindings::sandbox::host::process::{self as wit, Command, Output};
 use crate::bindings::sandbox::host::types::Error;
 use crate::corridor::{Ctx, Done, HostCtx, Plan, Refusal};
 use crate::exec::{Finished, Spawn, run_ambient};
-use crate::workspace::FsError;
+use crate::workspace::{FsError, ReadOutcome, Workspace};
 use sandbox_audit::Decision;
-use sandbox_policy::process::SAFE_PATH;
+use sandbox_policy::process::{Family, SAFE_PATH, git_config_hazard};
 use sandbox_policy::{PathError, RelPath, Verdict};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -149,6 +149,9 @@ fn prepare(cx: Ctx<'_>, cmd: &Command, shown: &str) -> Result<Plan<(Spawn, Optio
     if real != cwd {
         rule.check_cwd(&real).map_err(|why| deny(&rule.name, why))?;
     }
+    if rule.family == Family::Git {
+        repo_config_hazard(cx.ws, &real).map_err(|why| deny("builtin:process:git", why))?;
+    }
     let stdin = cmd.stdin.clone().unwrap_or_default();
     let sha = (!stdin.is_empty()).then(|| format!("sha256:{}", hex::encode(Sha256::digest(&stdin))));
     let mut env = vec![("PATH".to_owned(), SAFE_PATH.to_owned())];
@@ -177,6 +180,68 @@ fn prepare(cx: Ctx<'_>, cmd: &Command, shown: &str) -> Result<Plan<(Spawn, Optio
             timeout,
         )),
     })
+}
+
+/// Refuses git in a repository whose own configuration would make it run a
+/// command (see `git_config_hazard`), or whose git directory lies outside
+/// the workspace. The repository is found as git finds it: the nearest
+/// `.git` from the working directory up to the workspace root.
+fn repo_config_hazard(ws: &Workspace, cwd: &RelPath) -> Result<(), String> {
+    let read = |path: &RelPath| -> Option<String> {
+        let at = ws.locate(path, true).ok()?;
+        match ws.read(&at, 1 << 20).ok()? {
+            ReadOutcome::Data(d) => Some(String::from_utf8_lossy(&d).into_owned()),
+            // Too large to check: treat it as hazardous.
+            ReadOutcome::TooLarge => Some(String::from("[include]\n")),
+        }
+    };
+    let mut dir = Some(cwd.clone());
+    while let Some(d) = dir {
+        let Some(dotgit) = d.join_name(".git") else { break };
+        let kind = ws.locate(&dotgit, false).ok().and_then(|at| at.file_type());
+        let gitdir = match kind {
+            Some(rustix::fs::FileType::Directory) => dotgit,
+            Some(rustix::fs::FileType::RegularFile) => {
+                let text = read(&dotgit).unwrap_or_default();
+                let target = text.trim().strip_prefix("gitdir:").map(str::trim).unwrap_or("");
+                let joined = if d.is_root() { target.to_owned() } else { format!("{}/{target}", d.as_str()) };
+                match RelPath::normalise(&joined) {
+                    Ok(p) if !target.starts_with('/') && !target.is_empty() => p,
+                    _ => {
+                        return Err(format!(
+                            "the repository at `{}` keeps its git directory outside the workspace",
+                            d.display()
+                        ));
+                    }
+                }
+            }
+            _ => {
+                dir = d.split_last().map(|(parent, _)| parent);
+                continue;
+            }
+        };
+        let mut dirs = vec![gitdir.clone()];
+        if let Some(common) = gitdir.join_name("commondir").and_then(|p| read(&p)) {
+            let joined = format!("{}/{}", gitdir.as_str(), common.trim());
+            match RelPath::normalise(&joined) {
+                Ok(p) if !common.trim().starts_with('/') => dirs.push(p),
+                _ => return Err("the repository's common git directory lies outside the workspace".into()),
+            }
+        }
+        for g in dirs {
+            for name in ["config", "config.worktree"] {
+                let Some(file) = g.join_name(name) else { continue };
+                if let Some(hazard) = read(&file).as_deref().and_then(git_config_hazard) {
+                    return Err(format!(
+                        "the repository's `{}` sets `{hazard}`, which makes git run a command; git is refused in this repository",
+                        file.display()
+                    ));
+                }
+            }
+        }
+        return Ok(());
+    }
+    Ok(())
 }
 
 fn act(

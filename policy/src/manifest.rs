@@ -478,7 +478,7 @@ impl Compiler<'_> {
                         return Err(self.err(
                             a.span(),
                             &key("approval"),
-                            format!("`{other}` is not one of \"required\", \"never\""),
+                            format!("`{other}` is not one of \"never\", \"required\""),
                         ));
                     }
                 },

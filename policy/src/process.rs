@@ -136,6 +136,11 @@ impl Family {
             ("sequence.editor", "false"),
             ("credential.helper", ""),
             ("diff.external", ""),
+            ("core.alternateRefsCommand", ""),
+            ("log.showSignature", "false"),
+            ("gpg.program", "false"),
+            ("gpg.ssh.program", "false"),
+            ("gpg.x509.program", "false"),
             ("protocol.ext.allow", "never"),
             ("protocol.fd.allow", "never"),
             ("protocol.allow", "user"),
@@ -160,14 +165,15 @@ impl Family {
         match self {
             Family::Git => &[
                 "before the subcommand: -c, -c<x>, --config-env, --exec-path, -C, --git-dir, --work-tree, --namespace",
-                "anywhere: --upload-pack, --receive-pack, --exec, --template, --config, ext:: and fd:: in any argument",
-                "-u after clone, fetch, pull, ls-remote; -c after clone; -x after rebase",
+                "anywhere: --upload-pack, --receive-pack, --exec, --template, --config (and abbreviations), ext:: and fd:: in any argument",
+                "-u and -u<x> after clone, fetch, pull, ls-remote; -c after clone; -x after rebase",
+                "a repository whose own config sets command-running drivers or aliases (filter.*.clean, diff.*.textconv, alias.x = !..., include, ...)",
                 "subcommands config, difftool, mergetool, filter-branch, credential*, daemon, instaweb, shell, upload-pack, receive-pack; submodule foreach; bisect run",
-                "runs with GIT_CONFIG_NOSYSTEM=1, GIT_CONFIG_GLOBAL=/dev/null and core.fsmonitor, core.hooksPath, core.pager, core.sshCommand, credential.helper, diff.external, protocol.ext.allow, protocol.fd.allow forced safe",
+                "runs with GIT_CONFIG_NOSYSTEM=1, GIT_CONFIG_GLOBAL=/dev/null and core.fsmonitor, core.hooksPath, core.pager, core.sshCommand, core.editor, credential.helper, diff.external, log.showSignature, gpg.program, protocol.ext.allow, protocol.fd.allow forced safe",
             ],
             Family::Find => &["-exec, -execdir, -ok, -okdir, -delete, -fprint, -fprint0, -fprintf, -fls"],
             Family::Tar => &[
-                "--checkpoint-action, --to-command, --use-compress-program, -I, --info-script, -F, --new-volume-script, --rsh-command, --rmt-command",
+                "--checkpoint-action, --to-command, --use-compress-program, -I, --info-script, -F, --new-volume-script, --rsh-command, --rmt-command (and abbreviations)",
                 "short-option bundles (-xIf, or old-style xIf as the first argument) holding I or F",
             ],
             Family::Rg => &["--pre, --hostname-bin"],
@@ -180,76 +186,23 @@ impl Family {
     }
 }
 
+/// True when `arg` is a long option that names one of `refused`, in full
+/// or abbreviated (git and GNU getopt accept any unambiguous prefix), with
+/// or without `=value`; `exact` are real options that merely look like
+/// prefixes and are fine.
+fn long_option_in(arg: &str, refused: &[&str], exact: &[&str]) -> bool {
+    let name = arg.split('=').next().unwrap_or(arg);
+    if !name.starts_with("--") || name.len() < 3 || exact.contains(&name) {
+        return false;
+    }
+    refused.iter().any(|r| r.starts_with(name))
+}
+
 /// Why a built-in refusal applies, if one does: (rule, reason).
 pub fn builtin_refusal(family: Family, args: &[String]) -> Option<(&'static str, String)> {
     let hit = |arg: &str, why: &str| Some((rule_of(family), format!("`{arg}` {why}")));
     match family {
-        Family::Git => {
-            let sub_at = args.iter().position(|a| !a.starts_with('-'));
-            for (i, arg) in args.iter().enumerate() {
-                if arg.contains("ext::") || arg.contains("fd::") {
-                    return hit(arg, "names a transport that runs commands (ext:: or fd::)");
-                }
-                let global = sub_at.is_none_or(|s| i < s);
-                let a = arg.as_str();
-                if global
-                    && (a == "-c"
-                        || a.starts_with("-c")
-                        || a.starts_with("--config-env")
-                        || a.starts_with("--exec-path")
-                        || a == "-C"
-                        || a.starts_with("--git-dir")
-                        || a.starts_with("--work-tree")
-                        || a.starts_with("--namespace"))
-                {
-                    return hit(arg, "changes git's configuration or repository before the subcommand");
-                }
-                if ["--upload-pack", "--receive-pack", "--exec", "--template", "--config"]
-                    .iter()
-                    .any(|o| a.starts_with(o))
-                {
-                    return hit(arg, "can make git run a command or load configuration");
-                }
-            }
-            let sub = sub_at.map(|s| args[s].as_str());
-            let after = |s: usize| args[s + 1..].iter().map(String::as_str);
-            if let (Some(s), Some(sub)) = (sub_at, sub) {
-                const REFUSED: &[&str] = &[
-                    "config",
-                    "difftool",
-                    "mergetool",
-                    "filter-branch",
-                    "daemon",
-                    "instaweb",
-                    "shell",
-                    "upload-pack",
-                    "receive-pack",
-                    "upload-archive",
-                    "web--browse",
-                    "remote-ext",
-                    "remote-fd",
-                ];
-                if REFUSED.contains(&sub) || sub.starts_with("credential") {
-                    return hit(sub, "is a git subcommand that can change configuration or run commands");
-                }
-                let mut rest = after(s);
-                if matches!(sub, "clone" | "fetch" | "pull" | "ls-remote") && rest.any(|a| a == "-u") {
-                    return hit("-u", "sets the upload-pack command");
-                }
-                if sub == "clone" && after(s).any(|a| a == "-c" || (a.starts_with("-c") && !a.starts_with("--"))) {
-                    return hit("-c", "sets configuration in the new repository");
-                }
-                if sub == "rebase" && after(s).any(|a| a == "-x" || a.starts_with("-x")) {
-                    return hit("-x", "runs a command after each commit");
-                }
-                if (sub == "submodule" && after(s).any(|a| a == "foreach"))
-                    || (sub == "bisect" && after(s).next() == Some("run"))
-                {
-                    return hit(sub, "runs a command");
-                }
-            }
-            None
-        }
+        Family::Git => git_refusal(args).and_then(|(arg, why)| hit(&arg, why)),
         Family::Find => args
             .iter()
             .find(|a| {
@@ -270,7 +223,9 @@ pub fn builtin_refusal(family: Family, args: &[String]) -> Option<(&'static str,
                 "--rmt-command",
             ];
             for (i, a) in args.iter().enumerate() {
-                if LONG.iter().any(|o| a.starts_with(o)) {
+                // `--checkpoint` itself (progress) is a real option, not an
+                // abbreviation of `--checkpoint-action`.
+                if long_option_in(a, LONG, &["--checkpoint"]) {
                     return hit(a, "makes tar run a command");
                 }
                 let bundle = if let Some(short) = a.strip_prefix('-').filter(|s| !s.starts_with('-')) {
@@ -288,17 +243,126 @@ pub fn builtin_refusal(family: Family, args: &[String]) -> Option<(&'static str,
         }
         Family::Rg => args
             .iter()
-            .find(|a| a.starts_with("--pre") && !a.starts_with("--pre-glob") || a.starts_with("--hostname-bin"))
+            .find(|a| long_option_in(a, &["--pre", "--hostname-bin"], &[]))
             .and_then(|a| hit(a, "makes rg run a command")),
         Family::Sed => args
             .iter()
             .find(|a| {
-                a.starts_with("--in-place")
+                long_option_in(a, &["--in-place"], &[])
                     || a.strip_prefix('-').is_some_and(|s| !s.starts_with('-') && !s.is_empty() && s.contains('i'))
             })
             .and_then(|a| hit(a, "edits files in place")),
         Family::Other => None,
     }
+}
+
+/// git's refusals: the argument and why.
+fn git_refusal(args: &[String]) -> Option<(String, &'static str)> {
+    const GLOBAL: &[&str] = &["--config-env", "--exec-path", "--git-dir", "--work-tree", "--namespace"];
+    const ANYWHERE: &[&str] = &["--upload-pack", "--receive-pack", "--exec", "--template", "--config"];
+    let sub_at = args.iter().position(|a| !a.starts_with('-'));
+    for (i, arg) in args.iter().enumerate() {
+        let a = arg.as_str();
+        if a.contains("ext::") || a.contains("fd::") {
+            return Some((arg.clone(), "names a transport that runs commands (ext:: or fd::)"));
+        }
+        let global = sub_at.is_none_or(|s| i < s);
+        if global && ((a.starts_with("-c") && !a.starts_with("--")) || a == "-C" || long_option_in(a, GLOBAL, &[])) {
+            return Some((arg.clone(), "changes git's configuration or repository before the subcommand"));
+        }
+        if long_option_in(a, ANYWHERE, &[]) {
+            return Some((arg.clone(), "can make git run a command or load configuration"));
+        }
+    }
+    let s = sub_at?;
+    let sub = args[s].as_str();
+    let rest = &args[s + 1..];
+    const REFUSED: &[&str] = &[
+        "config",
+        "difftool",
+        "mergetool",
+        "filter-branch",
+        "daemon",
+        "instaweb",
+        "shell",
+        "upload-pack",
+        "receive-pack",
+        "upload-archive",
+        "web--browse",
+        "remote-ext",
+        "remote-fd",
+    ];
+    if REFUSED.contains(&sub) || sub.starts_with("credential") {
+        return Some((sub.to_owned(), "is a git subcommand that can change configuration or run commands"));
+    }
+    let short = |a: &String, opt: &str| a.starts_with(opt) && !a.starts_with("--");
+    if matches!(sub, "clone" | "fetch" | "pull" | "ls-remote")
+        && let Some(a) = rest.iter().find(|a| short(a, "-u"))
+    {
+        return Some((a.clone(), "sets the upload-pack command"));
+    }
+    if sub == "clone"
+        && let Some(a) = rest.iter().find(|a| short(a, "-c"))
+    {
+        return Some((a.clone(), "sets configuration in the new repository"));
+    }
+    if sub == "rebase"
+        && let Some(a) = rest.iter().find(|a| short(a, "-x"))
+    {
+        return Some((a.clone(), "runs a command after each commit"));
+    }
+    if (sub == "submodule" && rest.iter().any(|a| a == "foreach"))
+        || (sub == "bisect" && rest.first().is_some_and(|a| a == "run"))
+    {
+        return Some((sub.to_owned(), "runs a command"));
+    }
+    None
+}
+
+/// Settings in a repository's own git config that make git run a command
+/// and that the forced environment cannot switch off: the first one found,
+/// as `section.key`. `text` is one config file.
+pub fn git_config_hazard(text: &str) -> Option<String> {
+    let mut section = String::new();
+    let mut sub = String::new();
+    for raw in text.lines() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('[') {
+            let head = rest.split(']').next().unwrap_or("").trim();
+            let (name, subsection) = match head.split_once(char::is_whitespace) {
+                Some((n, s)) => (n, s.trim().trim_matches('"')),
+                None => head.split_once('.').unwrap_or((head, "")),
+            };
+            section = name.to_ascii_lowercase();
+            sub = subsection.to_owned();
+            if section == "include" || section == "includeif" {
+                return Some(format!("{section} (it loads other configuration)"));
+            }
+            continue;
+        }
+        let (key, value) = match line.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), v.trim().trim_matches('"')),
+            None => (line.to_ascii_lowercase(), "true"),
+        };
+        let hazard = match section.as_str() {
+            "filter" => matches!(key.as_str(), "clean" | "smudge" | "process"),
+            "diff" => matches!(key.as_str(), "command" | "textconv" | "external"),
+            "merge" => key == "driver",
+            "alias" => value.starts_with('!'),
+            "remote" => matches!(key.as_str(), "uploadpack" | "receivepack" | "vcs"),
+            "submodule" => key == "update" && value.starts_with('!'),
+            "core" => matches!(key.as_str(), "gitproxy" | "alternaterefscommand"),
+            "uploadpack" => key == "packobjectshook",
+            _ => false,
+        };
+        if hazard {
+            return Some(if sub.is_empty() { format!("{section}.{key}") } else { format!("{section}.{sub}.{key}") });
+        }
+    }
+    None
 }
 
 fn rule_of(family: Family) -> &'static str {
@@ -650,6 +714,12 @@ mod tests {
             "bisect run evil",
             "clone --template=/x src dst",
             "clone --config core.fsmonitor=x src dst",
+            "ls-remote --upload=evil .",
+            "fetch --upl=evil origin",
+            "clone -uevil x",
+            "push --receive-p=evil origin",
+            "clone --templ=/x src dst",
+            "--git-d=/x status",
         ] {
             let e = r.check_args(&v(bad));
             assert!(e.as_ref().is_err_and(|(rule, _)| *rule == "builtin:process:git"), "{bad}: {e:?}");
@@ -677,6 +747,10 @@ mod tests {
         ] {
             assert!(tar(bad).is_some(), "{bad}");
         }
+        assert!(tar("--checkpoint-act=exec=evil -cf x").is_some());
+        assert!(tar("--to-com=evil -xf x").is_some());
+        assert!(tar("--use-compress-prog=evil -cf x").is_some());
+        assert!(tar("--checkpoint=100 -cf x .").is_none());
         assert!(tar("-tvf archive.tar").is_none());
         assert!(tar("tvf archive.tar").is_none());
         let rg = |a: &str| builtin_refusal(Family::Rg, &v(a));
@@ -688,8 +762,28 @@ mod tests {
         assert!(sed("-i s/a/b/ f").is_some());
         assert!(sed("-ni s/a/b/ f").is_some());
         assert!(sed("--in-place=.bak s/a/b/ f").is_some());
+        assert!(sed("--in-pl s/a/b/ f").is_some());
         assert!(sed("-n s/a/b/p f").is_none());
         assert_eq!(Family::Sed.forced_args(), ["--sandbox"]);
+    }
+
+    #[test]
+    fn repository_config_hazards_are_found() {
+        for bad in [
+            "[filter \"lfs\"]\n\tclean = evil %f\n",
+            "[diff \"x\"]\ntextconv = evil\n",
+            "[alias]\n  st = !rm -rf /\n",
+            "[remote \"origin\"]\n\turl = x\n\tuploadpack = evil\n",
+            "[include]\n\tpath = ../other\n",
+            "[includeIf \"gitdir:/x\"]\n\tpath = y\n",
+            "[merge \"m\"]\ndriver = evil\n",
+            "[core]\n\tgitProxy = evil\n",
+        ] {
+            assert!(git_config_hazard(bad).is_some(), "{bad}");
+        }
+        let fine = "[core]\n\trepositoryformatversion = 0\n\tbare = false\n[remote \"origin\"]\n\turl = https://x/y.git\n[alias]\n\tst = status\n[branch \"main\"]\n\tremote = origin\n";
+        assert_eq!(git_config_hazard(fine), None);
+        assert_eq!(git_config_hazard("[filter \"lfs\"]\nclean = x\n").as_deref(), Some("filter.lfs.clean"));
     }
 
     #[test]

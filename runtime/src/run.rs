@@ -138,8 +138,10 @@ fn os_user() -> String {
 }
 
 /// Makes the manifest and the audit log untouchable for the tool when they
-/// lie inside the workspace `root` (an absolute, canonical path).
-pub fn protect_own_files(policy: &mut Policy, root: &Path, manifest: &Path, audit: &Path) {
+/// lie inside the workspace `root` (an absolute, canonical path), and
+/// returns the ones that do.
+pub fn protect_own_files<'a>(policy: &mut Policy, root: &Path, manifest: &'a Path, audit: &'a Path) -> Vec<&'a Path> {
+    let mut inside = Vec::new();
     for (file, what) in [(manifest, "manifest"), (audit, "audit-log")] {
         // The file may not exist yet (an audit log before the first run).
         let real = std::fs::canonicalize(file).ok().or_else(|| {
@@ -151,8 +153,10 @@ pub fn protect_own_files(policy: &mut Policy, root: &Path, manifest: &Path, audi
             .and_then(|r| RelPath::normalise(&r).ok());
         if let Some(rel) = rel {
             policy.fs.protect_path(&rel, what);
+            inside.push(file);
         }
     }
+    inside
 }
 
 /// Runs a tool to its end and returns the exit code.
@@ -190,7 +194,18 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
             return refused_start(&audit, &policy, &task, &req, f);
         }
     };
-    protect_own_files(&mut policy, workspace.root_path(), &req.manifest, &audit_path);
+    let inside = protect_own_files(&mut policy, workspace.root_path(), &req.manifest, &audit_path);
+    // Programs may write the whole workspace (Landlock cannot carve files out
+    // of it), so with command rules these must live outside.
+    if !policy.process.rules().is_empty()
+        && let Some(file) = inside.first()
+    {
+        let f = Failure::usage(format!(
+            "`{}` lies inside the workspace, where the commands this manifest allows could change it; keep the manifest and the audit log outside the workspace",
+            file.display()
+        ));
+        return refused_start(&audit, &policy, &task, &req, f);
+    }
     let net = match Net::new_ambient(&policy.http.ca_certs, req.resolve.clone()) {
         Ok(net) => net,
         Err(e) => return refused_start(&audit, &policy, &task, &req, Failure::usage(e)),

@@ -5,7 +5,10 @@
 //! probe OP ARGS... [+ OP ARGS...]...
 //! OP: read P | cat P | list P | stat P | write P DATA | append P DATA
 //!     | mkdir P | remove P | rename A B | write-big P BYTES | read-big P
-//!     | http URL | run PROG ARGS... | intent TEXT | id
+//!     | http URL | intent TEXT | id
+//!     | run [--cwd DIR] [--env NAME=VALUE]... [--stdin TEXT] [--timeout MS]
+//!         PROG ARGS...           (ok `exit N|none stdout S stderr E
+//!                              truncated T`, S and E cut at 500 bytes)
 //!     | http-req METHOD URL [NAME:VALUE...] [--body TEXT] [--timeout MS]
 //!                              (ok `status N bytes M` and `location URL`
 //!                              when the answer has one)
@@ -82,15 +85,7 @@ fn op(words: &[String]) -> Result<String, Error> {
         })
         .map(|r| format!("status {}", r.status)),
         ["http-req", method, url, rest @ ..] => http_req(method, url, rest),
-        ["run", prog, args @ ..] => process::run(&process::Command {
-            program: prog.to_string(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-            env: vec![],
-            cwd: None,
-            stdin: None,
-            timeout_ms: None,
-        })
-        .map(|o| format!("exit {:?}", o.exit_code)),
+        ["run", rest @ ..] => run(rest),
         ["intent", text] => {
             task::set_intent(text);
             Ok("set".into())
@@ -126,6 +121,48 @@ fn http_req(method: &str, url: &str, rest: &[&str]) -> Result<String, Error> {
         }
         detail
     })
+}
+
+/// `run [--cwd DIR] [--env NAME=VALUE]... [--stdin TEXT] [--timeout MS]
+/// PROG ARGS...`: one `process.run` with exactly these parts. Options are
+/// read only before PROG; everything after it is an argument.
+fn run(words: &[&str]) -> Result<String, Error> {
+    let mut cmd = process::Command {
+        program: String::new(),
+        args: vec![],
+        env: vec![],
+        cwd: None,
+        stdin: None,
+        timeout_ms: None,
+    };
+    let mut words = words.iter();
+    while let Some(w) = words.next() {
+        match *w {
+            "--cwd" => cmd.cwd = words.next().map(|d| d.to_string()),
+            "--env" => {
+                let pair = words.next().unwrap_or(&"");
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                cmd.env.push((name.to_owned(), value.to_owned()));
+            }
+            "--stdin" => cmd.stdin = Some(words.next().unwrap_or(&"").as_bytes().to_vec()),
+            "--timeout" => cmd.timeout_ms = words.next().and_then(|ms| ms.parse().ok()),
+            prog => {
+                cmd.program = prog.to_owned();
+                break;
+            }
+        }
+    }
+    cmd.args = words.map(|a| a.to_string()).collect();
+    process::run(&cmd).map(|o| {
+        let exit = o.exit_code.map_or("none".to_owned(), |c| c.to_string());
+        format!("exit {exit} stdout {} stderr {} truncated {}", cut(&o.stdout), cut(&o.stderr), o.truncated)
+    })
+}
+
+/// Up to 500 bytes of process output, Rust-escaped.
+fn cut(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&bytes[..bytes.len().min(500)]);
+    format!("{s:?}")
 }
 
 /// Decodes an `esc:` argument.

@@ -53,7 +53,7 @@ impl PolicyCommand {
                 // untouchable when they lie inside the workspace.
                 if let Ok(root) = std::fs::canonicalize(&p.workspace_root) {
                     let audit = p.audit_path.clone();
-                    crate::run::protect_own_files(&mut p, &root, &file, &audit);
+                    let _ = crate::run::protect_own_files(&mut p, &root, &file, &audit);
                 }
                 explain(&p, &capability, &target)
             }
