@@ -58,6 +58,9 @@ pub struct ApprovalRecord<'a> {
     pub by: Vec<String>,
     /// RFC 3339 time of the answer.
     pub at: String,
+    /// The approval service's request id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }
 
 /// The run limits as recorded on `task-start`.
@@ -136,6 +139,10 @@ pub struct Event<'a> {
     /// `sha256:` of the bytes a write or append would store.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_sha256: Option<&'a str>,
+    /// On `approval` events: `sha256:` of the canonical description of the
+    /// effect the approval is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect_sha256: Option<&'a str>,
     /// On `approval` events.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalRecord<'a>>,

@@ -34,6 +34,11 @@ pub struct ApprovalRequest<'a> {
     pub size: Option<u64>,
     /// `sha256:` of the bytes to be written.
     pub content_sha256: Option<&'a str>,
+    /// `sha256:` of a canonical description of the whole effect
+    /// (capability, targets, content): what an approval is bound to.
+    pub effect_sha256: &'a str,
+    /// Whose votes approve.
+    pub require: &'a sandbox_policy::Require,
     /// A short human-readable view of the change (a diff, the new text).
     pub preview: Option<&'a str>,
     /// How long to wait for an answer; no answer in time is a rejection.
@@ -54,12 +59,14 @@ pub struct Answer {
     /// Why, in a few words (`approved at the terminal`, `timed out after
     /// 60s`, `no approver configured`).
     pub reason: String,
+    /// The approval service's request id, when a service answered.
+    pub request: Option<String>,
 }
 
 impl Answer {
     /// A rejection that nobody made.
     pub fn refused(via: &'static str, reason: impl Into<String>) -> Answer {
-        Answer { approved: false, via, by: Vec::new(), at: SystemTime::now(), reason: reason.into() }
+        Answer { approved: false, via, by: Vec::new(), at: SystemTime::now(), reason: reason.into(), request: None }
     }
 }
 

@@ -13,6 +13,13 @@
 //! `result` event      outcome, bytes, duration
 //! ```
 //!
+//! With `[approval] writes = "end-of-task"`, a write-class `fs` call that
+//! the policy permits is *staged* (see [`crate::staging`]): no approval
+//! and no fsync for it, its `act` records the effect in the staging area,
+//! and its `result` says `outcome: "staged"`. The run settles the staged
+//! changes at the end of the task ([`HostCtx::settle_staged`]): one diff,
+//! one approval, one apply.
+//!
 //! A door supplies only `prepare` and `act`; it cannot skip a step. A
 //! refusal is a typed error to the guest. An audit log that cannot be
 //! written stops the task: the call is refused with a trap and the run
@@ -22,6 +29,7 @@ use crate::approval::{ApprovalRequest, Approver};
 use crate::bindings::sandbox::host::types::Error;
 use crate::exec::Launcher;
 use crate::net::Net;
+use crate::staging::Staging;
 use crate::workspace::Workspace;
 use sandbox_audit::{ApprovalRecord, AuditLog, Decision, Event, Kind};
 use sandbox_policy::{Policy, Verdict};
@@ -35,6 +43,12 @@ pub const CALLS_GRACE: u64 = 1000;
 
 /// Events held in memory (reads) before they are written out anyway.
 const MAX_PENDING: usize = 512;
+
+/// The capabilities staged under `[approval] writes = "end-of-task"`.
+const STAGED: [&str; 5] = ["fs.write", "fs.append", "fs.create-dir", "fs.remove", "fs.rename"];
+
+mod settle;
+pub use settle::Settled;
 
 /// The audit log, shared by the corridor and the guest's output streams.
 pub type SharedAudit = Arc<Mutex<AuditLog>>;
@@ -168,6 +182,8 @@ pub(crate) struct Ctx<'a> {
     pub net: &'a Net,
     pub clock: &'a RunClock,
     pub launcher: Option<&'a Launcher>,
+    /// The staging area, with `[approval] writes = "end-of-task"`.
+    pub staging: Option<&'a Mutex<Staging>>,
 }
 
 /// The state every call of a run shares, behind `Arc`s, so that a call
@@ -185,6 +201,8 @@ pub struct Corridor {
     clock: Arc<RunClock>,
     stop: StopCell,
     launcher: Option<Arc<Launcher>>,
+    /// With `[approval] writes = "end-of-task"`: the task's staged changes.
+    staging: Option<Arc<Mutex<Staging>>>,
 }
 
 impl std::fmt::Debug for Corridor {
@@ -216,8 +234,30 @@ impl HostCtx {
             clock: parts.clock,
             stop: parts.stop,
             launcher: parts.launcher.map(Arc::new),
+            staging: None,
         };
-        HostCtx { corridor, intent }
+        HostCtx { corridor, intent }.with_staging()
+    }
+
+    fn with_staging(mut self) -> HostCtx {
+        if self.corridor.policy.approval_writes == sandbox_policy::Writes::EndOfTask {
+            let budget = self.corridor.policy.limits.memory;
+            self.corridor.staging = Some(Arc::new(Mutex::new(Staging::new(budget))));
+        }
+        self
+    }
+
+    /// Paths with staged changes (0 without `writes = "end-of-task"`).
+    pub fn staged_paths(&self) -> usize {
+        self.corridor.staging.as_deref().map_or(0, |s| crate::staging::lock(s).len())
+    }
+
+    /// At the end of a task whose tool exited on its own: puts the staged
+    /// changes to the approver as one diff and applies them if approved
+    /// (see [`Settled`]). Waiting and applying do not count against
+    /// `limits.time`.
+    pub fn settle_staged(&self) -> Settled {
+        self.corridor.settle(self.intent.as_deref())
     }
 
     /// Host calls counted so far.
@@ -274,6 +314,17 @@ struct Record<'a> {
 }
 
 impl Corridor {
+    /// True when write-class `fs` calls are staged (`[approval] writes =
+    /// "end-of-task"`).
+    pub(crate) fn stages_writes(&self) -> bool {
+        self.staging.is_some()
+    }
+
+    /// True when something is staged: reads must consult the staging area.
+    pub(crate) fn sees_staged(&self) -> bool {
+        self.staging.as_deref().is_some_and(|s| !crate::staging::lock(s).is_empty())
+    }
+
     /// The task id.
     pub fn task_id(&self) -> &str {
         &self.task.id
@@ -346,7 +397,11 @@ impl Corridor {
             net: &self.net,
             clock: &self.clock,
             launcher: self.launcher.as_deref(),
+            staging: self.staging.as_deref(),
         };
+        // Staged: recorded and kept for the end of the task, not approved
+        // or applied now.
+        let staged = self.stages_writes() && STAGED.contains(&capability);
         let calls = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         let plan = if calls > cx.policy.limits.calls {
             Err(Box::new(Refusal {
@@ -400,7 +455,7 @@ impl Corridor {
                 return Ok(Err(e));
             }
         };
-        if plan.verdict == Verdict::Ask {
+        if plan.verdict == Verdict::Ask && !staged {
             // Everything so far is on disk before a human sees anything.
             self.durable()?;
             self.clock.begin_wait();
@@ -415,6 +470,8 @@ impl Corridor {
                 rule: &plan.rule,
                 size: plan.size,
                 content_sha256: plan.content_sha256.as_deref(),
+                effect_sha256: &plan.effect_sha256,
+                require: &cx.policy.approval_require,
                 preview: plan.preview.as_deref(),
                 timeout: cx.policy.approval_timeout,
             });
@@ -422,12 +479,14 @@ impl Corridor {
             let mut ev = self.event(Kind::Approval, &rec);
             ev.rule = Some(&plan.rule);
             ev.content_sha256 = plan.content_sha256.as_deref();
+            ev.effect_sha256 = Some(&plan.effect_sha256);
             ev.decision = Some(if answer.approved { Decision::Approved } else { Decision::Rejected });
             ev.reason = Some(&answer.reason);
             ev.approval = Some(ApprovalRecord {
                 via: answer.via,
                 by: answer.by.clone(),
                 at: humantime::format_rfc3339_micros(answer.at).to_string(),
+                request: answer.request.clone(),
             });
             lock_audit(&self.audit).record(&ev);
             if !answer.approved {
@@ -437,7 +496,7 @@ impl Corridor {
                 return Ok(Err(error));
             }
         }
-        if plan.effect {
+        if plan.effect && !staged {
             // The write-ahead rule: nothing changes before it is on record.
             self.durable()?;
         }
@@ -458,6 +517,8 @@ impl Corridor {
         let mut ev = self.event(Kind::Result, r);
         let reason;
         match outcome {
+            // A staged capability's `act` only ever stages.
+            Ok(()) if self.stages_writes() && STAGED.contains(&r.capability) => ev.outcome = Some("staged"),
             Ok(()) => ev.outcome = Some("ok"),
             Err(e) => {
                 let (name, msg) = error_parts(e);
@@ -479,6 +540,19 @@ impl Corridor {
         ev.duration_us = Some(start.elapsed().as_micros() as u64);
         lock_audit(&self.audit).record(&ev);
     }
+}
+
+/// `sha256:` of a canonical description of an effect: the capability, then
+/// each part on its own line (targets, a content hash, ...).
+pub(crate) fn effect_hash(capability: &str, parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(capability.as_bytes());
+    for p in parts {
+        h.update(b"\n");
+        h.update(p.as_bytes());
+    }
+    format!("sha256:{}", hex::encode(h.finalize()))
 }
 
 /// The WIT variant name and message of an error.
@@ -516,6 +590,9 @@ pub(crate) struct Plan<P> {
     pub preview: Option<String>,
     /// Header names the tool sent (HTTP).
     pub headers: Option<Vec<String>>,
+    /// `sha256:` of a canonical description of the effect (capability,
+    /// targets, content): an approval is bound to it.
+    pub effect_sha256: String,
     /// Variable names the tool set (commands).
     pub env: Option<Vec<String>>,
     /// Working directory (commands).

@@ -8,12 +8,14 @@
 
 use crate::bindings::sandbox::host::fs::{self as wit, Entry, Kind, Metadata};
 use crate::bindings::sandbox::host::types::Error;
-use crate::corridor::{Ctx, Done, HostCtx, Plan, Refusal};
+use crate::corridor::{Ctx, Done, HostCtx, Plan, Refusal, effect_hash};
 use crate::workspace::{FsError, Located, MAX_RENAME_CHECK, ReadOutcome, Workspace};
 use rustix::fs::FileType;
 use sandbox_audit::Decision as AuditDecision;
 use sandbox_policy::{Decision, FsOp, PathError, Policy, RelPath, Verdict};
 use sha2::{Digest, Sha256};
+
+mod staged;
 
 /// The most of the current and new content compared for a preview.
 const PREVIEW_INPUT: usize = 256 * 1024;
@@ -181,6 +183,7 @@ impl<'p> Gate<'p> {
             headers: None,
             env: None,
             cwd: None,
+            effect_sha256: effect_hash(self.op.capability(), &[&self.target()]),
             ready,
         }
     }
@@ -188,6 +191,36 @@ impl<'p> Gate<'p> {
 
 fn refusal(decision: AuditDecision, rule: &str, target: String, error: Error) -> Box<Refusal> {
     Box::new(Refusal { decision, rule: rule.to_owned(), target, dest: None, resolved: None, error })
+}
+
+/// The entries of a listing the manifest lets the tool see: visible both
+/// where the tool asked (`asked`) and where the directory really is
+/// (`real`), within the output limit.
+fn visible_entries(
+    policy: &Policy,
+    raw: Vec<(String, FileType, u64)>,
+    asked: &RelPath,
+    real: &RelPath,
+    shown: &str,
+) -> Result<Done<Vec<Entry>>, Error> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = 0u64;
+    for (name, ft, size) in raw {
+        let is_dir = ft == FileType::Directory;
+        let visible = |dir: &RelPath| dir.join_name(&name).is_some_and(|p| policy.fs.visible(&p, is_dir));
+        if !visible(asked) || !visible(real) {
+            continue;
+        }
+        bytes += name.len() as u64 + 16;
+        if bytes > policy.limits.output {
+            return Err(Error::LimitExceeded(format!(
+                "listing `{shown}` exceeds the {} byte output limit",
+                policy.limits.output
+            )));
+        }
+        out.push(Entry { name, kind: wit_kind(ft), size });
+    }
+    Ok(Done::new(out, bytes))
 }
 
 fn kind_name(ft: FileType) -> &'static str {
@@ -280,6 +313,9 @@ fn failed(gate_path: &str) -> impl Fn(FsError) -> Error + '_ {
 
 impl wit::Host for HostCtx {
     fn read(&mut self, path: String) -> wasmtime::Result<Result<Vec<u8>, Error>> {
+        if self.corridor.sees_staged() {
+            return staged::read(self, path);
+        }
         self.corridor.mediate(
             self.intent.as_deref(),
             "fs.read",
@@ -324,6 +360,9 @@ impl wit::Host for HostCtx {
     }
 
     fn list_dir(&mut self, path: String) -> wasmtime::Result<Result<Vec<Entry>, Error>> {
+        if self.corridor.sees_staged() {
+            return staged::list_dir(self, path);
+        }
         self.corridor.mediate(
             self.intent.as_deref(),
             "fs.list-dir",
@@ -344,30 +383,15 @@ impl wit::Host for HostCtx {
             },
             |Ctx { policy, ws, .. }, (at, asked, shown)| {
                 let raw = ws.list(&at).map_err(failed(&shown))?;
-                let mut out = Vec::with_capacity(raw.len());
-                let mut bytes = 0u64;
-                for (name, ft, size) in raw {
-                    let is_dir = ft == FileType::Directory;
-                    // Visible both where the tool asked and where it really is.
-                    let visible = |dir: &RelPath| dir.join_name(&name).is_some_and(|p| policy.fs.visible(&p, is_dir));
-                    if !visible(&asked) || !visible(&at.real) {
-                        continue;
-                    }
-                    bytes += name.len() as u64 + 16;
-                    if bytes > policy.limits.output {
-                        return Err(Error::LimitExceeded(format!(
-                            "listing `{shown}` exceeds the {} byte output limit",
-                            policy.limits.output
-                        )));
-                    }
-                    out.push(Entry { name, kind: wit_kind(ft), size });
-                }
-                Ok(Done::new(out, bytes))
+                visible_entries(policy, raw, &asked, &at.real, &shown)
             },
         )
     }
 
     fn stat(&mut self, path: String) -> wasmtime::Result<Result<Metadata, Error>> {
+        if self.corridor.sees_staged() {
+            return staged::stat(self, path);
+        }
         self.corridor.mediate(
             self.intent.as_deref(),
             "fs.stat",
@@ -394,6 +418,9 @@ impl wit::Host for HostCtx {
     }
 
     fn write(&mut self, path: String, data: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
+        if self.corridor.stages_writes() {
+            return staged::write(self, path, data);
+        }
         let len = data.len() as u64;
         self.corridor.mediate(
             self.intent.as_deref(),
@@ -414,6 +441,7 @@ impl wit::Host for HostCtx {
                 let mut plan = gate.plan(true, at.map(|at| (at, shown)));
                 plan.size = Some(len);
                 plan.content_sha256 = Some(sha256(&data));
+                plan.effect_sha256 = effect_hash("fs.write", &[&plan.target, &sha256(&data)]);
                 if ask {
                     plan.preview = Some(preview(old.as_deref(), &data, false));
                 }
@@ -426,6 +454,9 @@ impl wit::Host for HostCtx {
     }
 
     fn append(&mut self, path: String, data: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
+        if self.corridor.stages_writes() {
+            return staged::append(self, path, data);
+        }
         let len = data.len() as u64;
         self.corridor.mediate(
             self.intent.as_deref(),
@@ -439,6 +470,7 @@ impl wit::Host for HostCtx {
                 let mut plan = gate.plan(true, at.map(|at| (at, shown)));
                 plan.size = Some(len);
                 plan.content_sha256 = Some(sha256(&data));
+                plan.effect_sha256 = effect_hash("fs.append", &[&plan.target, &sha256(&data)]);
                 if ask {
                     plan.preview = Some(preview(None, &data, true));
                 }
@@ -449,6 +481,9 @@ impl wit::Host for HostCtx {
     }
 
     fn create_dir(&mut self, path: String) -> wasmtime::Result<Result<(), Error>> {
+        if self.corridor.stages_writes() {
+            return staged::create_dir(self, path);
+        }
         self.corridor.mediate(
             self.intent.as_deref(),
             "fs.create-dir",
@@ -470,6 +505,9 @@ impl wit::Host for HostCtx {
     }
 
     fn remove(&mut self, path: String) -> wasmtime::Result<Result<(), Error>> {
+        if self.corridor.stages_writes() {
+            return staged::remove(self, path);
+        }
         self.corridor.mediate(
             self.intent.as_deref(),
             "fs.remove",
@@ -497,6 +535,9 @@ impl wit::Host for HostCtx {
     }
 
     fn rename(&mut self, src: String, dst: String) -> wasmtime::Result<Result<(), Error>> {
+        if self.corridor.stages_writes() {
+            return staged::rename(self, src, dst);
+        }
         self.corridor.mediate(
             self.intent.as_deref(),
             "fs.rename",
@@ -547,6 +588,7 @@ impl wit::Host for HostCtx {
                 };
                 let preview = format!("move `{}`\n  to `{}`\n", from.target(), to.target());
                 let mut plan = from.plan(true, ready);
+                plan.effect_sha256 = effect_hash("fs.rename", &[&plan.target, &to.target()]);
                 plan.dest = Some(to.target());
                 plan.resolved = resolved;
                 plan.verdict = verdict;
@@ -589,6 +631,19 @@ fn check_moved_tree(
                 )),
             )
         })?;
+    check_moved_paths(policy, from, to, real_from, real_to, &tree)
+}
+
+/// The check of [`check_moved_tree`] on a given list of the real paths
+/// below `real_from` (the staged door lists them in the staged view).
+fn check_moved_paths(
+    policy: &Policy,
+    from: &Gate<'_>,
+    to: &Gate<'_>,
+    real_from: &RelPath,
+    real_to: &RelPath,
+    tree: &[RelPath],
+) -> Result<(), Box<Refusal>> {
     let prefix = real_from.as_str().len() + 1;
     for inner in tree {
         let rest = &inner.as_str()[prefix..];

@@ -9,7 +9,7 @@
 
 use crate::bindings::sandbox::host::http::{self as wit, Request, Response};
 use crate::bindings::sandbox::host::types::Error;
-use crate::corridor::{Corridor, Ctx, Done, HostCtx, Plan, Refusal};
+use crate::corridor::{Corridor, Ctx, Done, HostCtx, Plan, Refusal, effect_hash};
 use crate::net::{Exchange, NetError, Reply};
 use sandbox_audit::Decision;
 use sandbox_policy::http::{HostName, HttpTarget, check_header, check_method};
@@ -119,6 +119,14 @@ fn prepare(cx: Ctx<'_>, out: &Outgoing, shown: &str) -> Result<Plan<Exchange>, B
         headers: Some(out.headers.iter().map(|(n, _)| n.clone()).collect()),
         env: None,
         cwd: None,
+        effect_sha256: {
+            let headers: Vec<String> = out.headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+            let body = format!("sha256:{}", hex::encode(Sha256::digest(&out.body)));
+            let mut parts = vec![out.method.as_str(), target.url.as_str()];
+            parts.extend(headers.iter().map(String::as_str));
+            parts.push(&body);
+            effect_hash("http.send", &parts)
+        },
         ready: Err(Error::Failed(String::new())),
     };
     let addrs = match cx.net.resolve_ambient(&target.host, target.port) {

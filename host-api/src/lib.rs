@@ -18,11 +18,12 @@ mod fs;
 mod http;
 pub mod net;
 mod process;
+pub mod staging;
 mod task;
 mod wasi_http;
 pub mod workspace;
 
-pub use corridor::{Corridor, HostCtx, RunClock, RunParts, SharedAudit, Stop, StopCell, TaskInfo, lock_audit};
+pub use corridor::{Corridor, HostCtx, RunClock, RunParts, Settled, SharedAudit, Stop, StopCell, TaskInfo, lock_audit};
 
 /// The generated bindings of the `tool` world (imports only).
 pub mod bindings {

@@ -8,7 +8,7 @@
 
 use crate::bindings::sandbox::host::process::{self as wit, Command, Output};
 use crate::bindings::sandbox::host::types::Error;
-use crate::corridor::{Ctx, Done, HostCtx, Plan, Refusal};
+use crate::corridor::{Ctx, Done, HostCtx, Plan, Refusal, effect_hash};
 use crate::exec::{Finished, Spawn, run_ambient};
 use crate::workspace::{FsError, ReadOutcome, Workspace};
 use sandbox_audit::Decision;
@@ -175,6 +175,15 @@ fn prepare(cx: Ctx<'_>, cmd: &Command, shown: &str) -> Result<Plan<(Spawn, Optio
         headers: None,
         env: Some(names.iter().map(|n| (*n).to_owned()).collect()),
         cwd: Some(real.display().to_owned()),
+        effect_sha256: {
+            let argv = argv_line(std::iter::once(path.as_str()).chain(cmd.args.iter().map(String::as_str)));
+            let env: Vec<String> = cmd.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let stdin_hash = format!("sha256:{}", hex::encode(Sha256::digest(&stdin)));
+            let mut parts = vec![argv.as_str(), real.display()];
+            parts.extend(env.iter().map(String::as_str));
+            parts.push(&stdin_hash);
+            effect_hash("process.run", &parts)
+        },
         ready: Ok((
             Spawn { path: rule.path.clone(), args, env, cwd: workspace.join(real.as_str()), workspace, stdin },
             timeout,

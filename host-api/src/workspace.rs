@@ -275,10 +275,30 @@ impl Workspace {
         Ok(out)
     }
 
+    /// Fails unless the final component is still what [`locate`](Self::locate)
+    /// saw (the same file, size and modification time, or still absent):
+    /// time passes between a decision (and an approval) and the effect, and
+    /// a target that changed meanwhile must be decided (and approved) anew.
+    pub fn still_same(&self, at: &Located) -> Result<(), FsError> {
+        let now = match rustix::fs::statat(&at.parent, name_or_dot(at), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Some(st),
+            Err(Errno::NOENT) => None,
+            Err(e) => return Err(FsError::from_errno(e)),
+        };
+        let key = |s: &Stat| (s.st_dev, s.st_ino, s.st_size, s.st_mtime, s.st_mtime_nsec, s.st_mode);
+        if now.as_ref().map(key) != at.stat.as_ref().map(key) {
+            return Err(FsError::Failed(
+                "it changed after it was checked (and approved); nothing was done: call again to decide anew".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Replaces (or creates) a file atomically: the data goes to a temporary
     /// file in the same directory, is synced, and is renamed over the name.
     /// An existing file keeps its permission bits.
     pub fn write_atomic(&self, at: &Located, data: &[u8]) -> Result<(), FsError> {
+        self.still_same(at)?;
         let mode = at.stat.as_ref().map_or(Mode::from_raw_mode(0o644), |s| Mode::from_raw_mode(s.st_mode & 0o777));
         let tmp = temp_name(&at.name);
         let fd = rustix::fs::openat(
@@ -305,6 +325,7 @@ impl Workspace {
 
     /// Appends to a regular file with one link, creating it if needed.
     pub fn append(&self, at: &Located, data: &[u8]) -> Result<(), FsError> {
+        self.still_same(at)?;
         let fd = rustix::fs::openat(
             &at.parent,
             at.name.as_str(),
@@ -330,6 +351,7 @@ impl Workspace {
 
     /// Creates one directory.
     pub fn create_dir(&self, at: &Located) -> Result<(), FsError> {
+        self.still_same(at)?;
         rustix::fs::mkdirat(&at.parent, at.name.as_str(), Mode::from_raw_mode(0o755)).map_err(|e| match e {
             Errno::EXIST => FsError::Failed("already exists".into()),
             e => FsError::from_errno(e),
@@ -338,6 +360,7 @@ impl Workspace {
 
     /// Removes a file, a symlink or an empty directory.
     pub fn remove(&self, at: &Located) -> Result<(), FsError> {
+        self.still_same(at)?;
         let flags = if at.file_type() == Some(FileType::Directory) { AtFlags::REMOVEDIR } else { AtFlags::empty() };
         rustix::fs::unlinkat(&at.parent, at.name.as_str(), flags).map_err(|e| match e {
             Errno::NOTEMPTY | Errno::EXIST => FsError::Failed("the directory is not empty".into()),
@@ -347,6 +370,8 @@ impl Workspace {
 
     /// Moves `src` to `dst`, replacing what `dst` names.
     pub fn rename(&self, src: &Located, dst: &Located) -> Result<(), FsError> {
+        self.still_same(src)?;
+        self.still_same(dst)?;
         rustix::fs::renameat(&src.parent, src.name.as_str(), &dst.parent, dst.name.as_str())
             .map_err(FsError::from_errno)
     }
@@ -379,6 +404,68 @@ impl Workspace {
             }
         }
         Ok(Some(out))
+    }
+
+    /// Opens a regular file located with [`locate`](Self::locate) for
+    /// reading (a stream, for hashing large files), checking that it is
+    /// still the file that was located.
+    pub fn open_file(&self, at: &Located) -> Result<std::fs::File, FsError> {
+        let expected = at.stat.as_ref().ok_or(FsError::NotFound)?;
+        let fd = rustix::fs::openat(
+            &at.parent,
+            name_or_dot(at),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(FsError::from_errno)?;
+        same_file(&fd, expected)?;
+        Ok(std::fs::File::from(fd))
+    }
+
+    /// Replaces (or creates) a file atomically like
+    /// [`write_atomic`](Self::write_atomic), with the permission bits given,
+    /// through a temporary file of the given name in the same directory. An
+    /// apply of staged changes names its temporary files so that a recovery
+    /// after a crash finds them ([`remove_temp`](Self::remove_temp)).
+    pub fn write_atomic_as(&self, at: &Located, data: &[u8], mode: u32, tmp: &str) -> Result<(), FsError> {
+        self.still_same(at)?;
+        let mode = Mode::from_raw_mode(mode & 0o777);
+        let fd = rustix::fs::openat(
+            &at.parent,
+            tmp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            mode,
+        )
+        .map_err(FsError::from_errno)?;
+        let result = (|| {
+            rustix::fs::fchmod(&fd, mode).map_err(FsError::from_errno)?;
+            let mut file = std::fs::File::from(fd);
+            file.write_all(data).map_err(|e| FsError::from_io(&e))?;
+            file.sync_data().map_err(|e| FsError::from_io(&e))?;
+            rustix::fs::renameat(&at.parent, tmp, &at.parent, at.name.as_str()).map_err(FsError::from_errno)
+        })();
+        if result.is_err() {
+            let _ = rustix::fs::unlinkat(&at.parent, tmp, AtFlags::empty());
+        }
+        result
+    }
+
+    /// Removes the temporary file `tmp` from the directory of `at`, if it
+    /// is there.
+    pub fn remove_temp(&self, at: &Located, tmp: &str) -> Result<(), FsError> {
+        match rustix::fs::unlinkat(&at.parent, tmp, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(FsError::from_errno(e)),
+        }
+    }
+
+    /// Makes the entries of the directory holding `at` durable (a name
+    /// created, replaced or removed there).
+    pub fn sync_parent(&self, at: &Located) -> Result<(), FsError> {
+        let fd =
+            rustix::fs::openat(&at.parent, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                .map_err(FsError::from_errno)?;
+        rustix::fs::fsync(&fd).map_err(FsError::from_errno)
     }
 }
 

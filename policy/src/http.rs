@@ -261,6 +261,21 @@ impl HttpRule {
     pub fn methods(&self) -> &[String] {
         &self.methods
     }
+
+    /// Whether `method` needs a human's approval under this rule.
+    pub fn asks(&self, method: &str) -> bool {
+        self.approval.unwrap_or(!matches!(method, "GET" | "HEAD"))
+    }
+
+    /// Whether the rule allows query strings.
+    pub fn allows_query(&self) -> bool {
+        self.query
+    }
+
+    /// The `url` pattern as written.
+    pub fn url(&self) -> &str {
+        self.name.split_once(':').map_or("", |(_, u)| u)
+    }
 }
 
 /// A rule as written, before compiling.

@@ -8,6 +8,7 @@
 //!
 //! Deny by default: a manifest that grants nothing lets a tool do nothing.
 
+pub mod diff;
 pub mod fs;
 pub mod http;
 pub mod manifest;
@@ -53,6 +54,10 @@ pub struct Policy {
     pub approval_via: Option<ApprovalVia>,
     /// `[approval] timeout`; default 60 s. No answer in time is a rejection.
     pub approval_timeout: Duration,
+    /// `[approval] require`: whose votes approve; default any one reviewer.
+    pub approval_require: Require,
+    /// `[approval] writes`: per call (default) or one diff at the end.
+    pub approval_writes: Writes,
     /// `[limits]`.
     pub limits: Limits,
     /// `[audit] path`, relative to the manifest's directory; default
@@ -91,28 +96,79 @@ pub enum ApprovalVia {
     Deny,
     /// The human at the controlling terminal.
     Tty,
+    /// An approval service (`sandbox approvals serve`) at this base URL.
+    Service(String),
 }
 
 impl ApprovalVia {
-    /// Parses `deny` or `tty`.
+    /// Parses `deny`, `tty`, or an `http://` or `https://` service URL.
     pub fn parse(s: &str) -> Result<ApprovalVia, String> {
         match s {
             "deny" => Ok(ApprovalVia::Deny),
             "tty" => Ok(ApprovalVia::Tty),
             s if s.starts_with("http://") || s.starts_with("https://") => {
-                Err(format!("`{s}`: approval services are not supported by this version; use \"deny\" or \"tty\""))
+                let url = url::Url::parse(s).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+                if !url.username().is_empty() || url.password().is_some() {
+                    // Never echo the credentials back.
+                    let host = url.host_str().unwrap_or("");
+                    return Err(format!(
+                        "the URL for `{host}` holds userinfo (`user@` or `user:password@`); the runner authenticates with SANDBOX_APPROVAL_TOKEN"
+                    ));
+                }
+                if url.query().is_some() || url.fragment().is_some() || url.host().is_none() {
+                    return Err(format!("`{s}` must be a base URL (`http://host:port`)"));
+                }
+                Ok(ApprovalVia::Service(url.as_str().trim_end_matches('/').to_owned()))
             }
-            s => Err(format!("`{s}` is not one of \"deny\", \"tty\"")),
+            s => Err(format!("`{s}` is not one of \"deny\", \"tty\", or an http(s) URL of an approval service")),
         }
     }
 
-    /// The name written in audit events.
+    /// The name written in audit events: `deny`, `tty`, `service`.
     pub fn name(&self) -> &'static str {
         match self {
             ApprovalVia::Deny => "deny",
             ApprovalVia::Tty => "tty",
+            ApprovalVia::Service(_) => "service",
         }
     }
+}
+
+/// Whose votes approve a request (`[approval] require`). Any one rejection
+/// rejects; a reviewer never votes on a task run for themselves.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Require {
+    /// Any one reviewer (the default).
+    #[default]
+    Any,
+    /// Every reviewer named.
+    All(Vec<String>),
+    /// At least this many distinct reviewers.
+    Min(u32),
+    /// At least one reviewer holding this role.
+    Role(String),
+}
+
+impl std::fmt::Display for Require {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Require::Any => f.write_str("any one reviewer"),
+            Require::All(names) => write!(f, "all of {}", names.join(", ")),
+            Require::Min(n) => write!(f, "at least {n} reviewers"),
+            Require::Role(r) => write!(f, "a reviewer with role {r}"),
+        }
+    }
+}
+
+/// When writes are put to approval (`[approval] writes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Writes {
+    /// Each write is approved when it is made (the default).
+    #[default]
+    PerCall,
+    /// Writes are staged; the whole task's changes are approved as one diff
+    /// at the end and applied together, or not at all.
+    EndOfTask,
 }
 
 /// An I/O error as a short lowercase reason, without the `(os error N)`

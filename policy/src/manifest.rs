@@ -9,7 +9,7 @@
 use crate::fs::{FsPolicy, GlobList, broad_globs};
 use crate::http::{HttpPolicy, RuleSpec, compile_rule, parse_cidr};
 use crate::process::{ProcessPolicy, ProcessRule, RuleSpec as ProcessSpec};
-use crate::{ApprovalVia, Limits, Policy};
+use crate::{ApprovalVia, Limits, Policy, Require, Writes};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use sha2::{Digest, Sha256};
@@ -164,6 +164,17 @@ struct RawFs {
 struct RawApproval {
     via: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
+    writes: Option<Spanned<String>>,
+    require: Option<Spanned<RawRequire>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequire {
+    any: Option<bool>,
+    all: Option<Vec<String>>,
+    min: Option<i64>,
+    role: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -373,10 +384,23 @@ impl Compiler<'_> {
             Some(r) => self.relative_path(&r, "workspace.root")?,
             None => self.base.to_path_buf(),
         };
+        let (approval_via, approval_timeout, approval_require, approval_writes) =
+            self.compile_approval(raw.approval)?;
         let fs = self.compile_fs(raw.fs.unwrap_or_default())?;
         let http = self.compile_http(raw.http.unwrap_or_default())?;
+        let process_span = raw.process.as_ref().and_then(|p| p.allow.first()).map(|r| r.program.span());
         let process = self.compile_process(raw.process.unwrap_or_default())?;
-        let (approval_via, approval_timeout) = self.compile_approval(raw.approval)?;
+        // Programs write the workspace directly; staged changes could not
+        // be rejected as a whole.
+        if approval_writes == Writes::EndOfTask
+            && let Some(span) = process_span
+        {
+            return Err(self.err(
+                span,
+                "process.allow",
+                "`approval.writes = \"end-of-task\"` cannot be combined with command rules: programs change the workspace directly, outside the staged diff",
+            ));
+        }
         let limits = self.compile_limits(raw.limits)?;
         let audit_path = match raw.audit.and_then(|a| a.path) {
             Some(p) => self.relative_path(&p, "audit.path")?,
@@ -393,6 +417,8 @@ impl Compiler<'_> {
             process,
             approval_via,
             approval_timeout,
+            approval_require,
+            approval_writes,
             limits,
             audit_path,
         })
@@ -599,9 +625,13 @@ impl Compiler<'_> {
         Ok(d)
     }
 
-    fn compile_approval(&self, raw: Option<RawApproval>) -> Result<(Option<ApprovalVia>, Duration), ManifestError> {
+    #[allow(clippy::type_complexity)]
+    fn compile_approval(
+        &self,
+        raw: Option<RawApproval>,
+    ) -> Result<(Option<ApprovalVia>, Duration, Require, Writes), ManifestError> {
         let Some(raw) = raw else {
-            return Ok((None, crate::DEFAULT_APPROVAL_TIMEOUT));
+            return Ok((None, crate::DEFAULT_APPROVAL_TIMEOUT, Require::Any, Writes::PerCall));
         };
         let via = match &raw.via {
             None => None,
@@ -611,7 +641,76 @@ impl Compiler<'_> {
             None => crate::DEFAULT_APPROVAL_TIMEOUT,
             Some(t) => self.duration(t, "approval.timeout", MAX_APPROVAL_TIMEOUT)?,
         };
-        Ok((via, timeout))
+        let writes = match &raw.writes {
+            None => Writes::PerCall,
+            Some(w) => match w.get_ref().as_str() {
+                "per-call" => Writes::PerCall,
+                "end-of-task" => Writes::EndOfTask,
+                other => {
+                    return Err(self.err(
+                        w.span(),
+                        "approval.writes",
+                        format!("`{other}` is not one of \"per-call\", \"end-of-task\""),
+                    ));
+                }
+            },
+        };
+        let require = match &raw.require {
+            None => Require::Any,
+            Some(r) => {
+                let err = |m: String| self.err(r.span(), "approval.require", m);
+                let RawRequire { any, all, min, role } = r.get_ref();
+                let given =
+                    [any.is_some(), all.is_some(), min.is_some(), role.is_some()].iter().filter(|x| **x).count();
+                if given != 1 {
+                    return Err(err(
+                        "give exactly one of `any = true`, `all = [...]`, `min = N`, `role = \"...\"`".into()
+                    ));
+                }
+                match (any, all, min, role) {
+                    (Some(true), ..) => Require::Any,
+                    (Some(false), ..) => {
+                        return Err(err("`any = false` is not a rule; use `all`, `min` or `role`".into()));
+                    }
+                    (_, Some(names), ..) => {
+                        if names.is_empty()
+                            || names.iter().any(|n| n.trim().is_empty() || n.chars().any(char::is_control))
+                        {
+                            return Err(err("`all` must name at least one reviewer".into()));
+                        }
+                        let mut sorted = names.clone();
+                        sorted.sort();
+                        sorted.dedup();
+                        if sorted.len() != names.len() {
+                            return Err(err("`all` names a reviewer twice".into()));
+                        }
+                        Require::All(names.clone())
+                    }
+                    (_, _, Some(n), _) => {
+                        if !(1..=100).contains(n) {
+                            return Err(err(format!("`min = {n}` must be between 1 and 100")));
+                        }
+                        Require::Min(*n as u32)
+                    }
+                    (_, _, _, Some(role)) => {
+                        if role.trim().is_empty() || role.chars().any(char::is_control) {
+                            return Err(err("`role` must name a role".into()));
+                        }
+                        Require::Role(role.clone())
+                    }
+                    _ => Require::Any,
+                }
+            }
+        };
+        if via == Some(ApprovalVia::Tty) && require != Require::Any {
+            let span = raw.require.as_ref().map_or(0..0, |r| r.span());
+            return Err(self.err(
+                span,
+                "approval.require",
+                "a terminal has one reviewer; multi-party rules need an approval service (`via = \"http://...\"`)",
+            ));
+        }
+        Ok((via, timeout, require, writes))
     }
 
     fn size(&self, v: &Spanned<Size>, key: &str, min: (u64, &str), max: (u64, &str)) -> Result<u64, ManifestError> {

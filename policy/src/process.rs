@@ -553,6 +553,16 @@ impl ProcessRule {
         })
     }
 
+    /// The `deny_args` globs as written.
+    pub fn deny_args(&self) -> Vec<&str> {
+        self.deny_args.iter().map(|(g, _)| g.as_str()).collect()
+    }
+
+    /// The `cwd` glob as written; `None`: the workspace root only.
+    pub fn cwd(&self) -> Option<&str> {
+        self.cwd.as_ref().map(|(g, _)| g.as_str())
+    }
+
     /// The patterns as written.
     pub fn patterns(&self) -> Vec<&str> {
         self.patterns.iter().map(|p| p.text.as_str()).collect()

@@ -11,11 +11,14 @@
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::fs::{Mode, OFlags};
+use sandbox_approvals::client::{Client, ClientError};
+use sandbox_approvals::protocol::{self, State, Submission, Vote};
 use sandbox_host_api::approval::{Answer, ApprovalRequest, Approver};
+use sandbox_policy::Require;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Asks at the controlling terminal.
 #[derive(Debug)]
@@ -55,6 +58,9 @@ impl Approver for TtyApprover {
         let Some(tty) = &self.tty else {
             return Answer::refused("tty", "approval via `tty`, but the run has no controlling terminal");
         };
+        if *req.require != Require::Any {
+            return Answer::refused("tty", format!("the rule requires {}; a terminal has one reviewer", req.require));
+        }
         let prompt = render(req);
         let mut out = std::fs::File::from(match tty.try_clone() {
             Ok(fd) => fd,
@@ -105,7 +111,144 @@ impl Approver for TtyApprover {
             by: vec![self.who.clone()],
             at: SystemTime::now(),
             reason: format!("{verb} at the terminal by {}", self.who),
+            request: None,
         }
+    }
+}
+
+/// Asks an approval service (`sandbox approvals serve`): submits exactly
+/// the effect, waits for the reviewers' decision (riding out a restart of
+/// the service until the request's timeout), and accepts an approval only
+/// when every approving vote is bound to this effect's hash.
+#[derive(Debug)]
+pub struct ServiceApprover {
+    client: Client,
+    url: String,
+}
+
+/// The most of a preview sent to reviewers (the service's limit, marker
+/// included).
+const MAX_PREVIEW: usize = sandbox_approvals::protocol::MAX_PREVIEW;
+
+impl ServiceApprover {
+    /// A service approver for the service at `url`, authenticated with the
+    /// runner `token`.
+    pub fn new(url: &str, token: &str) -> ServiceApprover {
+        ServiceApprover { client: Client::new(url, token), url: url.to_owned() }
+    }
+}
+
+fn protocol_require(r: &Require) -> protocol::Require {
+    match r {
+        Require::Any => protocol::Require::Any(true),
+        Require::All(names) => protocol::Require::All(names.clone()),
+        Require::Min(n) => protocol::Require::Min(*n),
+        Require::Role(role) => protocol::Require::Role(role.clone()),
+    }
+}
+
+fn parse_time(s: &str) -> SystemTime {
+    humantime::parse_rfc3339(s).unwrap_or_else(|_| SystemTime::now())
+}
+
+impl Approver for ServiceApprover {
+    fn via(&self) -> &'static str {
+        "service"
+    }
+
+    fn ask(&mut self, req: &ApprovalRequest<'_>) -> Answer {
+        let deadline = Instant::now() + req.timeout;
+        let preview = req.preview.map(|p| {
+            if p.len() <= MAX_PREVIEW {
+                return p.to_owned();
+            }
+            let mut end = MAX_PREVIEW - 128;
+            while !p.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}\n... (preview cut: {} of {} bytes shown)\n", &p[..end], end, p.len())
+        });
+        let submission = Submission {
+            task: req.task.to_owned(),
+            user: req.user.to_owned(),
+            agent: req.agent.to_owned(),
+            intent: req.intent.map(str::to_owned),
+            capability: req.capability.to_owned(),
+            target: req.target.to_owned(),
+            dest: req.dest.map(str::to_owned),
+            rule: req.rule.to_owned(),
+            require: protocol_require(req.require),
+            preview,
+            content_sha256: req.content_sha256.map(str::to_owned),
+            effect_sha256: req.effect_sha256.to_owned(),
+            size: req.size,
+            timeout_ms: req.timeout.as_millis() as u64,
+        };
+        let refused = |reason: String| Answer::refused("service", reason);
+        let submitted = match self.client.submit(&submission, deadline) {
+            Ok(s) => s,
+            Err(e) => return refused(format!("{e}")),
+        };
+        let mut answer = match self.client.wait(&submitted.id, deadline) {
+            Err(ClientError::Timeout) => refused(format!(
+                "no decision within {} (expired)",
+                humantime::format_duration(Duration::from_secs(req.timeout.as_secs()))
+            )),
+            Err(e) => refused(format!("{e}")),
+            Ok(view) => {
+                let approvers: Vec<&protocol::VoteView> =
+                    view.votes.iter().filter(|v| v.decision == Vote::Approve).collect();
+                let at = view.decided.as_deref().map_or_else(SystemTime::now, parse_time);
+                match view.state {
+                    State::Approved if approvers.iter().any(|v| v.effect_sha256 != req.effect_sha256) => refused(
+                        format!("request {}: a vote is bound to another effect than the one asked for", view.id),
+                    ),
+                    State::Approved if view.effect_sha256 != req.effect_sha256 => {
+                        refused(format!("request {} describes another effect than the one asked for", view.id))
+                    }
+                    State::Approved => Answer {
+                        approved: true,
+                        via: "service",
+                        by: approvers.iter().map(|v| v.by.clone()).collect(),
+                        at,
+                        reason: format!(
+                            "approved by {} ({})",
+                            approvers.iter().map(|v| v.by.as_str()).collect::<Vec<_>>().join(", "),
+                            req.require
+                        ),
+                        request: None,
+                    },
+                    State::Rejected => {
+                        let by: Vec<&protocol::VoteView> =
+                            view.votes.iter().filter(|v| v.decision == Vote::Reject).collect();
+                        let comments: Vec<String> =
+                            by.iter()
+                                .map(|v| {
+                                    if v.comment.is_empty() { v.by.clone() } else { format!("{}: {}", v.by, v.comment) }
+                                })
+                                .collect();
+                        Answer {
+                            approved: false,
+                            via: "service",
+                            by: by.iter().map(|v| v.by.clone()).collect(),
+                            at,
+                            reason: format!("rejected by {}", comments.join("; ")),
+                            request: None,
+                        }
+                    }
+                    State::Expired => refused(format!(
+                        "no decision within {} (expired)",
+                        humantime::format_duration(Duration::from_secs(req.timeout.as_secs()))
+                    )),
+                    State::Pending => refused("no decision before the deadline (expired)".into()),
+                }
+            }
+        };
+        answer.request = Some(submitted.id);
+        if !answer.approved && answer.by.is_empty() {
+            tracing::debug!(url = %self.url, "approval refused without a vote: {}", answer.reason);
+        }
+        answer
     }
 }
 

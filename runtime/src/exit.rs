@@ -12,6 +12,10 @@ pub enum Code {
     Negative = 1,
     /// Invalid usage, manifest, workspace or component.
     Usage = 2,
+    /// `[approval] writes = "end-of-task"`: the task's changes were
+    /// rejected or expired (or the workspace changed after the diff was
+    /// made); nothing was changed.
+    Rejected = 3,
     /// Internal error: a bug in sandbox, or the host could not set the
     /// tool up (for example a resource limit of the host process).
     Internal = 70,

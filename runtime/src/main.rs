@@ -18,8 +18,11 @@ fn main() {
     if args.get(1).is_some_and(|a| a == sandbox_host_api::exec::TRAMPOLINE) {
         std::process::exit(sandbox_host_api::exec::confine_ambient(&args[2..]));
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SANDBOX_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SANDBOX_LOG").unwrap_or_else(|_| {
+        // The approval service logs each request (never tokens or bodies).
+        let serving = std::env::args().nth(2).is_some_and(|a| a == "serve");
+        tracing_subscriber::EnvFilter::new(if serving { "warn,sandbox_approvals=info" } else { "warn" })
+    });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     // A file-size limit (`ulimit -f`) must make appends to the audit log
     // fail with an error (and the run stop, fail-closed, with exit 126),

@@ -7,7 +7,7 @@
 //! with TCP, UDP and name lookups off and every address refused. So the
 //! `sandbox:host` interfaces are its only way out.
 
-use crate::approver::{TtyApprover, has_terminal_ambient};
+use crate::approver::{ServiceApprover, TtyApprover, has_terminal_ambient};
 use crate::exit::{Code, Failure};
 use crate::stdio::{GuardedOutput, Stream};
 use sandbox_audit::{AuditLog, Event, Kind, LimitsRecord};
@@ -15,7 +15,7 @@ use sandbox_host_api::approval::{Approver, DenyApprover};
 use sandbox_host_api::exec::Launcher;
 use sandbox_host_api::net::Net;
 use sandbox_host_api::workspace::Workspace;
-use sandbox_host_api::{HostCtx, RunClock, RunParts, SharedAudit, Stop, StopCell, TaskInfo, lock_audit};
+use sandbox_host_api::{HostCtx, RunClock, RunParts, Settled, SharedAudit, Stop, StopCell, TaskInfo, lock_audit};
 use sandbox_policy::{ApprovalVia, Policy, RelPath};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -30,6 +30,10 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// How often the epoch advances: the granularity of the time limit.
 const TICK: Duration = Duration::from_millis(10);
+/// The environment variable holding the runner's token for an approval
+/// service.
+pub const APPROVAL_TOKEN_VAR: &str = "SANDBOX_APPROVAL_TOKEN";
+
 /// How long past its time limit a run blocked in a host call (a sleep, a
 /// read of stdin) is given before the watchdog ends the process.
 const WATCHDOG_GRACE: Duration = Duration::from_secs(1);
@@ -186,6 +190,12 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
         Err(_) => "sha256:unreadable".into(),
     };
     let task = TaskInfo { id: task_id, user, agent, component: component_hash, intent: req.intent.clone() };
+    // Approved changes that an interrupted run was applying are completed
+    // (and recorded) before anything else.
+    if let Err(e) = sandbox_host_api::staging::recover_ambient(&audit, &audit_path, &task.id) {
+        let f = Failure::internal(format!("the staged changes an interrupted run was applying: {e}"));
+        return refused_start(&audit, &policy, &task, &req, f);
+    }
     let root = req.workspace.clone().unwrap_or_else(|| policy.workspace_root.clone());
     let workspace = match Workspace::open_ambient(&root) {
         Ok(ws) => ws,
@@ -195,6 +205,14 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
         }
     };
     let inside = protect_own_files(&mut policy, workspace.root_path(), &req.manifest, &audit_path);
+    // Staged changes are journalled beside the audit log, out of the tool's reach.
+    if policy.approval_writes == sandbox_policy::Writes::EndOfTask && inside.contains(&audit_path.as_path()) {
+        let f = Failure::usage(format!(
+            "`{}` lies inside the workspace; with [approval] writes = \"end-of-task\" the staged changes are journalled beside it, so keep the audit log outside the workspace",
+            audit_path.display()
+        ));
+        return refused_start(&audit, &policy, &task, &req, f);
+    }
     // Programs may write the whole workspace (Landlock cannot carve files out
     // of it), so with command rules these must live outside.
     if !policy.process.rules().is_empty()
@@ -233,11 +251,25 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
         .clone()
         .or_else(|| policy.approval_via.clone())
         .unwrap_or_else(|| if has_terminal_ambient() { ApprovalVia::Tty } else { ApprovalVia::Deny });
-    let approver: Box<dyn Approver> = match via {
+    let approver: Box<dyn Approver> = match &via {
         ApprovalVia::Deny => Box::new(DenyApprover),
         ApprovalVia::Tty => Box::new(TtyApprover::open_ambient(&os_user())),
+        ApprovalVia::Service(url) => {
+            // The runner's token never reaches the tool: its environment is
+            // empty, and programs get only what their rule lists.
+            let token = std::env::var(APPROVAL_TOKEN_VAR).unwrap_or_default();
+            if token.is_empty() {
+                let f = Failure::usage(format!("approval via `{url}` needs the runner token in {APPROVAL_TOKEN_VAR}"));
+                return refused_start(&audit, &policy, &task, &req, f);
+            }
+            Box::new(ServiceApprover::new(url, &token))
+        }
     };
 
+    let approver_name = match &via {
+        ApprovalVia::Service(url) => format!("service {url}"),
+        other => other.name().to_owned(),
+    };
     let start_event = |log: &mut AuditLog| {
         let root_text = workspace.root_path().display().to_string();
         let limits = policy.limits;
@@ -247,7 +279,7 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
             workspace: Some(&root_text),
             args: Some(&req.args),
             intent: task.intent.as_deref(),
-            approver: Some(via.name()),
+            approver: Some(&approver_name),
             limits: Some(LimitsRecord {
                 memory: limits.memory,
                 time_ms: limits.time.as_millis() as u64,
@@ -363,6 +395,7 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
     let state = store.data();
     let ending = classify(result, state, &stop, started);
     let _ = std::io::Write::flush(&mut std::io::stdout());
+    let ending = settle_staged(state, &stop, ending);
     let Some(code) = finish(&ended, &audit, &task, &policy, &ending, Some(state.host.calls()), state.host.intent())
     else {
         // The watchdog is ending the run and exits the process.
@@ -372,6 +405,41 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
     };
     let _ = ticker.join();
     code
+}
+
+/// `[approval] writes = "end-of-task"`: when the tool exited on its own,
+/// its staged changes are put to the approver as one diff and applied if
+/// approved; not approved, the run exits 3 (`changes-rejected`). Any other
+/// ending (a limit, a trap) discards them.
+fn settle_staged(state: &RunState, stop: &StopCell, ending: Ending) -> Ending {
+    let staged = state.host.staged_paths();
+    if staged == 0 {
+        return ending;
+    }
+    if ending.status != "exit" {
+        let reason = format!("{}; the changes staged on {staged} path(s) were discarded", ending.reason);
+        return Ending { reason, ..ending };
+    }
+    match state.host.settle_staged() {
+        Settled::Nothing | Settled::Applied(_) => ending,
+        Settled::Rejected(why) => Ending {
+            code: Code::Rejected as i32,
+            status: "changes-rejected",
+            reason: format!("{}; its changes were not applied: {why}", ending.reason),
+        },
+        Settled::Failed(why) => Ending {
+            code: Code::Internal as i32,
+            status: "changes-failed",
+            reason: format!("{}; its changes could not be applied: {why}", ending.reason),
+        },
+        Settled::Stopped => {
+            let why = match stop.get() {
+                Some(Stop::Audit(msg)) => msg.clone(),
+                _ => "it could not be written".into(),
+            };
+            Ending { code: Code::Audit as i32, status: "audit-failure", reason: format!("audit log failed: {why}") }
+        }
+    }
 }
 
 /// Writes `task-end` once (the run or the watchdog, whichever comes first)

@@ -376,8 +376,8 @@ fn usage_errors_exit_2_and_start_nothing() {
         (vec!["run", probe, "--manifest", manifest, "--bogus", "--", "id"], "--bogus"),
         (vec!["run", probe, "--manifest", manifest, "--approve", "maybe", "--", "id"], "maybe"),
         (
-            vec!["run", probe, "--manifest", manifest, "--approve", "https://approvals.example.com/", "--", "id"],
-            "approval services are not supported",
+            vec!["run", probe, "--manifest", manifest, "--approve", "https://u:p@approvals.example.com/", "--", "id"],
+            "holds userinfo",
         ),
         (vec!["run", "--manifest", manifest], "COMPONENT"),
         (vec!["policy", "check"], "FILE"),
@@ -519,4 +519,63 @@ fn audit_verify_counts_events_and_tasks_of_an_intact_log() {
     let r = f.verify();
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("is not intact"), "{r:?}");
+}
+
+#[test]
+fn a_service_approver_needs_the_runner_token() {
+    let f = fixture();
+    let r = Run::from_output(
+        sandbox()
+            .args(["run"])
+            .arg(guest("probe"))
+            .arg("--manifest")
+            .arg(f.manifest())
+            .args(["--approve", "http://127.0.0.1:9", "--", "id"])
+            .env_remove("SANDBOX_APPROVAL_TOKEN")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("SANDBOX_APPROVAL_TOKEN"), "{r:?}");
+    assert!(r.stdout.is_empty(), "{r:?}");
+    assert_eq!(f.events().last().unwrap()["status"], "refused");
+}
+
+#[test]
+fn policy_diff_shows_what_widens_and_narrows() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.toml");
+    let new = dir.path().join("new.toml");
+    std::fs::write(&old, "version = 1\n[fs]\nread = [\"src/**\"]\nwrite = [\"out/**\"]\ndeny = [\"**/.env\"]\n")
+        .unwrap();
+    std::fs::write(
+        &new,
+        "version = 1\n[fs]\nread = [\"src/**\"]\nwrite = [\"out/**\"]\nauto_approve = [\"out/**\"]\n[limits]\ncalls = 10\n",
+    )
+    .unwrap();
+    let diff = |a: &std::path::Path, b: &std::path::Path| {
+        Run::from_output(sandbox().args(["policy", "diff"]).arg(a).arg(b).output().unwrap())
+    };
+    let r = diff(&old, &new);
+    assert_eq!(r.code, 1, "{r:?}");
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines.contains(&"widens   fs.auto_approve + out/**"), "{r:?}");
+    assert!(lines.contains(&"widens   fs.deny - **/.env"), "{r:?}");
+    assert!(lines.contains(&"narrows  limits.calls: 100000 -> 10"), "{r:?}");
+    assert_eq!(lines.last(), Some(&"2 change(s) widen what a tool may do"), "{r:?}");
+    let back = diff(&new, &old);
+    assert_eq!(back.code, 1, "{back:?}");
+    let back_lines: Vec<&str> = back.stdout.lines().collect();
+    assert!(back_lines.contains(&"narrows  fs.auto_approve - out/**"), "{back:?}");
+    assert!(back_lines.contains(&"narrows  fs.deny + **/.env"), "{back:?}");
+    assert!(back_lines.contains(&"widens   limits.calls: 10 -> 100000"), "{back:?}");
+    let narrower = dir.path().join("narrower.toml");
+    std::fs::write(&narrower, "version = 1\n[fs]\nread = [\"src/**\"]\ndeny = [\"**/.env\", \"**/*.pem\"]\n").unwrap();
+    let only_narrows = diff(&old, &narrower);
+    assert_eq!(only_narrows.code, 0, "narrowing only: {only_narrows:?}");
+    assert!(only_narrows.stdout.lines().all(|l| l.starts_with("narrows")), "{only_narrows:?}");
+    let same = diff(&old, &old);
+    assert_eq!((same.code, same.stdout.trim()), (0, "no difference in what the manifests allow"));
+    let bad = diff(&old, &dir.path().join("missing.toml"));
+    assert_eq!(bad.code, 2, "{bad:?}");
 }

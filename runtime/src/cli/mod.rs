@@ -1,5 +1,6 @@
 //! The command line: one module per subcommand.
 
+mod approvals;
 mod audit;
 mod policy;
 mod run;
@@ -26,6 +27,9 @@ pub enum Command {
     /// Work with audit logs.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Run the approval service, or make a reviewer or runner token.
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
 }
 
 impl Command {
@@ -35,6 +39,7 @@ impl Command {
             Command::Run(args) => run::execute(args),
             Command::Policy(cmd) => cmd.execute(),
             Command::Audit(cmd) => cmd.execute(),
+            Command::Approvals(cmd) => cmd.execute(),
         }
     }
 }

@@ -33,6 +33,14 @@ pub enum PolicyCommand {
         /// A workspace-relative path (or URL, argv).
         target: String,
     },
+    /// Show what a manifest change widens or narrows: exit 0 when nothing
+    /// widens, 1 when something does.
+    Diff {
+        /// The manifest before the change.
+        old: PathBuf,
+        /// The manifest after the change.
+        new: PathBuf,
+    },
 }
 
 fn load(file: &Path) -> Result<Policy, Failure> {
@@ -46,6 +54,23 @@ impl PolicyCommand {
                 let p = load(&file)?;
                 super::emit(&print_policy(&p));
                 Ok(0)
+            }
+            PolicyCommand::Diff { old, new } => {
+                let (a, b) = (load(&old)?, load(&new)?);
+                let changes = sandbox_policy::diff::diff(&a, &b);
+                let mut out = String::new();
+                if changes.is_empty() {
+                    o!(out, "no difference in what the manifests allow");
+                }
+                for c in &changes {
+                    o!(out, "{:<8} {}", c.effect.to_string(), crate::approver::inert(&c.what, false));
+                }
+                let widens = changes.iter().filter(|c| c.effect == sandbox_policy::diff::Effect::Widens).count();
+                if widens > 0 {
+                    o!(out, "{widens} change(s) widen what a tool may do");
+                }
+                super::emit(&out);
+                Ok(if widens > 0 { Code::Negative as i32 } else { 0 })
             }
             PolicyCommand::Explain { file, capability, target } => {
                 let mut p = load(&file)?;

@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test file uses its own part of the harness
 #![allow(clippy::unwrap_used)] // a test helper that cannot set up fails the test
 
+pub mod approval_service;
 pub mod http_server;
 
 use serde_json::Value;
@@ -42,7 +43,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(out: Output) -> Run {
+    pub fn from_output(out: Output) -> Run {
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -140,7 +141,7 @@ impl Fixture {
     /// Like [`run`](Self::run) with extra `sandbox run` options.
     pub fn run_with(&self, guest_name: &str, opts: &[&str], args: &[&str]) -> Run {
         let out = self.command(guest_name, opts, args).output().unwrap();
-        Run::from(out)
+        Run::from_output(out)
     }
 
     /// The command [`run_with`](Self::run_with) executes.
@@ -183,7 +184,7 @@ pub fn events(path: &Path) -> Vec<Value> {
 
 /// `sandbox audit verify FILE`.
 pub fn verify(path: &Path) -> Run {
-    Run::from(sandbox().arg("audit").arg("verify").arg(path).output().unwrap())
+    Run::from_output(sandbox().arg("audit").arg("verify").arg(path).output().unwrap())
 }
 
 /// A listing of a tree with file contents, for before/after comparisons.

@@ -1,0 +1,256 @@
+//! What a manifest change widens or narrows.
+//!
+//! Pre-approval lists and grants are controls in themselves: a change to
+//! them should be reviewed like code. [`diff`] compares two compiled
+//! manifests and lists every difference with its direction: a grant added,
+//! a deny removed, a limit raised or an approval dropped *widens*; the
+//! opposite *narrows*; what cannot be ordered (another workspace, another
+//! approval channel) simply *changes*. Globs are compared as written: a
+//! glob replaced by another is one removed and one added.
+
+use crate::{ApprovalVia, Policy, Require, Writes};
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// The direction of one difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Effect {
+    /// Allows more than before.
+    Widens,
+    /// Allows less than before.
+    Narrows,
+    /// Different, not ordered.
+    Changes,
+}
+
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Effect::Widens => "widens",
+            Effect::Narrows => "narrows",
+            Effect::Changes => "changes",
+        })
+    }
+}
+
+/// One difference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Its direction.
+    pub effect: Effect,
+    /// What differs, one line (`fs.write + src/**`).
+    pub what: String,
+}
+
+struct Out(Vec<Change>);
+
+impl Out {
+    fn push(&mut self, effect: Effect, what: String) {
+        self.0.push(Change { effect, what });
+    }
+
+    /// Items only in `old` and only in `new`: `added` is the direction of
+    /// an addition.
+    fn sets(&mut self, key: &str, old: &[&str], new: &[&str], added: Effect) {
+        let removed = if added == Effect::Widens { Effect::Narrows } else { Effect::Widens };
+        let (a, b): (BTreeSet<&str>, BTreeSet<&str>) = (old.iter().copied().collect(), new.iter().copied().collect());
+        for x in b.difference(&a) {
+            self.push(added, format!("{key} + {x}"));
+        }
+        for x in a.difference(&b) {
+            self.push(removed, format!("{key} - {x}"));
+        }
+    }
+
+    /// A number where more is wider.
+    fn more<T: PartialOrd + fmt::Display>(&mut self, key: &str, old: T, new: T) {
+        if new > old {
+            self.push(Effect::Widens, format!("{key}: {old} -> {new}"));
+        } else if new < old {
+            self.push(Effect::Narrows, format!("{key}: {old} -> {new}"));
+        }
+    }
+
+    /// A duration where longer is wider.
+    fn longer(&mut self, key: &str, old: std::time::Duration, new: std::time::Duration) {
+        let show = |d| humantime::format_duration(d).to_string();
+        if new != old {
+            let effect = if new > old { Effect::Widens } else { Effect::Narrows };
+            self.push(effect, format!("{key}: {} -> {}", show(old), show(new)));
+        }
+    }
+
+    fn flag(&mut self, key: &str, old: bool, new: bool, true_widens: bool) {
+        if old != new {
+            let effect = if new == true_widens { Effect::Widens } else { Effect::Narrows };
+            self.push(effect, format!("{key}: {old} -> {new}"));
+        }
+    }
+}
+
+fn strings(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn require_strength(r: &Require) -> u32 {
+    match r {
+        Require::Any => 1,
+        Require::Role(_) => 1,
+        Require::Min(n) => *n,
+        Require::All(names) => names.len() as u32,
+    }
+}
+
+/// Every difference from `old` to `new`, widenings first.
+pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
+    let mut out = Out(Vec::new());
+    for ((name, a), (_, b)) in old.fs.lists().into_iter().zip(new.fs.lists()) {
+        let added = if name == "deny" { Effect::Narrows } else { Effect::Widens };
+        out.sets(&format!("fs.{name}"), &strings(a), &strings(b), added);
+    }
+
+    let (oh, nh) = (&old.http, &new.http);
+    let urls = |p: &crate::HttpPolicy| p.rules().iter().map(|r| r.url().to_owned()).collect::<Vec<_>>();
+    let (ou, nu) = (urls(oh), urls(nh));
+    out.sets("http.allow", &strings(&ou), &strings(&nu), Effect::Widens);
+    for r in nh.rules() {
+        let Some(o) = oh.rules().iter().find(|o| o.url() == r.url()) else { continue };
+        let key = format!("http.allow {}", r.url());
+        out.sets(&format!("{key} methods"), &strings(o.methods()), &strings(r.methods()), Effect::Widens);
+        for m in r.methods().iter().filter(|m| o.methods().contains(m)) {
+            out.flag(&format!("{key} {m} asks for approval"), o.asks(m), r.asks(m), false);
+        }
+        out.flag(&format!("{key} query"), o.allows_query(), r.allows_query(), true);
+    }
+    let nets = |p: &crate::HttpPolicy| p.allow_private().iter().map(ToString::to_string).collect::<Vec<_>>();
+    out.sets("http.allow_private", &strings(&nets(oh)), &strings(&nets(nh)), Effect::Widens);
+    let cas = |p: &crate::HttpPolicy| p.ca_certs.iter().map(|c| c.display().to_string()).collect::<Vec<_>>();
+    out.sets("http.ca_certs", &strings(&cas(oh)), &strings(&cas(nh)), Effect::Widens);
+    out.longer("http.timeout", oh.timeout, nh.timeout);
+
+    let (op, np) = (&old.process, &new.process);
+    let programs = |p: &crate::ProcessPolicy| p.rules().iter().map(|r| r.program.clone()).collect::<Vec<_>>();
+    out.sets("process.allow", &strings(&programs(op)), &strings(&programs(np)), Effect::Widens);
+    for r in np.rules() {
+        let Some(o) = op.rule(&r.program) else { continue };
+        let key = format!("process.allow {}", r.program);
+        if o.path != r.path {
+            out.push(Effect::Changes, format!("{key} path: {} -> {}", o.path.display(), r.path.display()));
+        }
+        out.sets(&format!("{key} args"), &o.patterns(), &r.patterns(), Effect::Widens);
+        out.sets(&format!("{key} deny_args"), &o.deny_args(), &r.deny_args(), Effect::Narrows);
+        out.sets(&format!("{key} env"), &strings(&o.env), &strings(&r.env), Effect::Widens);
+        out.flag(&format!("{key} asks for approval"), o.approval, r.approval, false);
+        if o.cwd() != r.cwd() {
+            let show = |c: Option<&str>| c.unwrap_or("(root only)").to_owned();
+            out.push(Effect::Changes, format!("{key} cwd: {} -> {}", show(o.cwd()), show(r.cwd())));
+        }
+        match (o.timeout, r.timeout) {
+            (Some(a), Some(b)) => out.longer(&format!("{key} timeout"), a, b),
+            (None, Some(b)) => {
+                out.push(Effect::Narrows, format!("{key} timeout: (run's) -> {}", humantime::format_duration(b)))
+            }
+            (Some(a), None) => {
+                out.push(Effect::Widens, format!("{key} timeout: {} -> (run's)", humantime::format_duration(a)))
+            }
+            (None, None) => {}
+        }
+    }
+
+    let via = |v: &Option<ApprovalVia>| match v {
+        None => "default (tty with a terminal, else deny)".to_owned(),
+        Some(ApprovalVia::Service(url)) => format!("service {url}"),
+        Some(v) => v.name().to_owned(),
+    };
+    if old.approval_via != new.approval_via {
+        out.push(Effect::Changes, format!("approval.via: {} -> {}", via(&old.approval_via), via(&new.approval_via)));
+    }
+    if old.approval_require != new.approval_require {
+        let (a, b) = (require_strength(&old.approval_require), require_strength(&new.approval_require));
+        let effect = if b < a {
+            Effect::Widens
+        } else if b > a {
+            Effect::Narrows
+        } else {
+            Effect::Changes
+        };
+        out.push(effect, format!("approval.require: {} -> {}", old.approval_require, new.approval_require));
+    }
+    if old.approval_writes != new.approval_writes {
+        let name = |w: Writes| if w == Writes::EndOfTask { "end-of-task" } else { "per-call" };
+        out.push(
+            Effect::Changes,
+            format!("approval.writes: {} -> {}", name(old.approval_writes), name(new.approval_writes)),
+        );
+    }
+    out.longer("approval.timeout", old.approval_timeout, new.approval_timeout);
+
+    let (ol, nl) = (&old.limits, &new.limits);
+    out.more("limits.memory", ol.memory, nl.memory);
+    out.longer("limits.time", ol.time, nl.time);
+    out.more("limits.calls", ol.calls, nl.calls);
+    out.more("limits.output", ol.output, nl.output);
+    if old.workspace_root != new.workspace_root {
+        out.push(
+            Effect::Changes,
+            format!("workspace.root: {} -> {}", old.workspace_root.display(), new.workspace_root.display()),
+        );
+    }
+    if old.audit_path != new.audit_path {
+        out.push(Effect::Changes, format!("audit.path: {} -> {}", old.audit_path.display(), new.audit_path.display()));
+    }
+    let mut changes = out.0;
+    changes.sort_by_key(|c| c.effect);
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn p(text: &str) -> Policy {
+        crate::parse("m.toml", text, Path::new("/base")).unwrap()
+    }
+
+    fn lines(old: &str, new: &str) -> Vec<String> {
+        diff(&p(old), &p(new)).into_iter().map(|c| format!("{}: {}", c.effect, c.what)).collect()
+    }
+
+    #[test]
+    fn identical_manifests_differ_in_nothing() {
+        let m = "version = 1\n[fs]\nread = [\"src/**\"]\n";
+        assert!(lines(m, m).is_empty());
+    }
+
+    #[test]
+    fn grants_and_denies_are_ordered() {
+        let old = "version = 1\n[fs]\nread = [\"src/**\"]\nwrite = [\"out/**\"]\ndeny = [\"**/.env\"]\n";
+        let new =
+            "version = 1\n[fs]\nread = [\"src/**\", \"docs/**\"]\nwrite = [\"out/**\"]\nauto_approve = [\"out/**\"]\n";
+        let l = lines(old, new);
+        assert!(l.contains(&"widens: fs.read + docs/**".to_owned()), "{l:?}");
+        assert!(l.contains(&"widens: fs.auto_approve + out/**".to_owned()), "{l:?}");
+        assert!(l.contains(&"widens: fs.deny - **/.env".to_owned()), "{l:?}");
+        let back = lines(new, old);
+        assert!(back.iter().all(|x| x.starts_with("narrows:")), "{back:?}");
+    }
+
+    #[test]
+    fn http_rules_limits_and_approvals_are_compared() {
+        let old = "version = 1\n[limits]\ntime = \"30s\"\n[[http.allow]]\nurl = \"https://api.x.com/**\"\n";
+        let new = "version = 1\n[limits]\ntime = \"60s\"\n[http]\nallow_private = [\"10.0.0.0/8\"]\n[[http.allow]]\nurl = \"https://api.x.com/**\"\nmethods = [\"GET\", \"POST\"]\napproval = \"never\"\n[[http.allow]]\nurl = \"https://hooks.x.com/ci\"\n";
+        let l = lines(old, new);
+        for want in [
+            "widens: http.allow + https://hooks.x.com/ci",
+            "widens: http.allow https://api.x.com/** methods + POST",
+            "widens: http.allow_private + 10.0.0.0/8",
+            "widens: limits.time: 30s -> 1m",
+        ] {
+            assert!(l.iter().any(|x| x == want), "{want} not in {l:?}");
+        }
+        let req = "version = 1\n[approval]\nvia = \"http://a:1\"\nrequire = { min = 2 }\n";
+        let any = "version = 1\n[approval]\nvia = \"http://a:1\"\nrequire = { any = true }\n";
+        assert_eq!(lines(req, any), vec!["widens: approval.require: at least 2 reviewers -> any one reviewer"]);
+    }
+}
