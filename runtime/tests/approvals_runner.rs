@@ -18,13 +18,18 @@ struct Waiting(Option<Child>);
 
 impl Waiting {
     fn start(f: &Fixture, server: &Server, setup: &Setup, user: &str) -> Waiting {
+        Waiting::start_with(f, server, setup, user, &["write", "out/report.txt", "final numbers\n"])
+    }
+
+    fn start_with(f: &Fixture, server: &Server, setup: &Setup, user: &str, tool: &[&str]) -> Waiting {
         let mut cmd = sandbox();
         cmd.arg("run")
             .arg(guest("probe"))
             .arg("--manifest")
             .arg(f.manifest())
             .args(["--user", user, "--approve", &server.url(), "--intent", "publish the report"])
-            .args(["--", "write", "out/report.txt", "final numbers\n"])
+            .arg("--")
+            .args(tool)
             .env("SANDBOX_APPROVAL_TOKEN", &setup.runner)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -224,4 +229,31 @@ fn the_runner_token_never_reaches_the_tool_or_the_log() {
     let log = std::fs::read_to_string(f.audit()).unwrap();
     assert!(!log.contains(&setup.runner), "the runner token is in the audit log");
     assert!(!r.stdout.contains(&setup.runner) && !r.stderr.contains(&setup.runner));
+}
+
+#[test]
+fn end_of_task_changes_wait_for_one_approval_of_the_whole_diff_and_land_together() {
+    let setup = Setup::new();
+    let server = setup.start();
+    let f = fixture("[approval]\nwrites = \"end-of-task\"\n");
+    let tool = ["write", "out/a.txt", "alpha\n", "+", "write", "out/b.txt", "beta\n"];
+    let mut run = Waiting::start_with(&f, &server, &setup, "dana", &tool);
+    let req = pending(&server, setup.token("alice"));
+    assert_eq!(req["capability"], "fs.changes");
+    let preview = req["preview"].as_str().unwrap();
+    for part in ["+++ proposed/out/a.txt", "+alpha", "+++ proposed/out/b.txt", "+beta"] {
+        assert!(preview.contains(part), "the reviewer's diff lacks {part:?}: {preview}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(run.running());
+    assert!(f.read("out/a.txt").is_none() && f.read("out/b.txt").is_none(), "a staged change landed early");
+    let (status, _) = server.vote(setup.token("alice"), req["id"].as_str().unwrap(), "approve", "both");
+    assert_eq!(status, 200);
+    let r = run.finish();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(f.read("out/a.txt").as_deref(), Some("alpha\n"));
+    assert_eq!(f.read("out/b.txt").as_deref(), Some("beta\n"));
+    assert_eq!(server.list(setup.token("bob"), "approved").len(), 1, "more than one request for one task");
+    assert_eq!(approval_event(&f)["effect_sha256"], req["effect_sha256"]);
+    assert_eq!(f.verify().code, 0);
 }
