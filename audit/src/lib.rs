@@ -23,11 +23,13 @@
 
 pub mod event;
 pub mod log;
+pub mod read;
 pub mod verify;
 
 pub use event::{ApprovalRecord, Decision, Event, Kind, LimitsRecord};
 pub use log::{AuditError, AuditLog};
-pub use verify::{VerifyError, VerifyReport, verify};
+pub use read::{Filter, ReadError, events, parse_time};
+pub use verify::{Chain, Checked, VerifyError, VerifyReport, verify};
 
 use sha2::{Digest, Sha256};
 

@@ -1,4 +1,9 @@
 //! Offline verification of a log: recompute every hash and the chain.
+//!
+//! [`Chain`] checks one line at a time and remembers where the chain
+//! stands, so that callers can verify a log spread over several files, or
+//! look at each event's `seq` and hash as it goes (checkpoints);
+//! [`verify`] runs it over one reader.
 
 use crate::{GENESIS, format_hash, hash_line, parse_hash, without_hash};
 use std::collections::BTreeSet;
@@ -44,72 +49,143 @@ struct Fields {
     hash: String,
 }
 
-/// Verifies a whole log read from `input`.
-pub fn verify(input: impl Read) -> Result<VerifyReport, VerifyError> {
-    let mut reader = BufReader::new(input);
-    let mut prev = GENESIS;
-    let mut expected: u64 = 0;
-    let mut line_no: u64 = 0;
-    let mut tasks = BTreeSet::new();
-    let mut first_ts = None;
-    let mut last_ts = None;
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let fail = |line: u64, reason: String| VerifyError { seq: expected, line, reason };
-        let n =
-            reader.read_until(b'\n', &mut line).map_err(|e| fail(line_no + 1, format!("cannot read the log: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        line_no += 1;
-        if line.last() != Some(&b'\n') {
-            return Err(fail(line_no, "the last line is incomplete (no newline)".into()));
-        }
-        line.pop();
-        let fields: Fields =
-            serde_json::from_slice(&line).map_err(|e| fail(line_no, format!("not an audit event: {e}")))?;
+/// One verified event, as [`Chain::check`] returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checked {
+    /// Its `seq`.
+    pub seq: u64,
+    /// Its `hash`.
+    pub hash: [u8; 32],
+}
+
+/// Where a verification stands: the `seq` the next event must have and
+/// the hash its `prev` must name.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    prev: [u8; 32],
+    expected: u64,
+    start: u64,
+    tasks: BTreeSet<String>,
+    first_ts: Option<String>,
+    last_ts: Option<String>,
+}
+
+impl Default for Chain {
+    fn default() -> Chain {
+        Chain::new()
+    }
+}
+
+impl Chain {
+    /// A chain that starts at the first event of a log (`seq` 0, `prev`
+    /// all zeros).
+    pub fn new() -> Chain {
+        Chain::starting_at(0, GENESIS)
+    }
+
+    /// A chain that starts at `seq` with `prev` (the events before were
+    /// pruned, or are checked elsewhere).
+    pub fn starting_at(seq: u64, prev: [u8; 32]) -> Chain {
+        Chain { prev, expected: seq, start: seq, tasks: BTreeSet::new(), first_ts: None, last_ts: None }
+    }
+
+    /// The `seq` the next event must have.
+    pub fn next_seq(&self) -> u64 {
+        self.expected
+    }
+
+    /// The hash of the last event checked (or the starting `prev`).
+    pub fn head(&self) -> [u8; 32] {
+        self.prev
+    }
+
+    /// Checks one line (without its newline) found at `line_no` (1-based,
+    /// for the error) and moves the chain on.
+    pub fn check(&mut self, line: &[u8], line_no: u64) -> Result<Checked, VerifyError> {
+        let fail = |reason: String| VerifyError { seq: self.expected, line: line_no, reason };
+        let fields: Fields = serde_json::from_slice(line).map_err(|e| fail(format!("not an audit event: {e}")))?;
         if fields.v != 1 {
-            return Err(fail(line_no, format!("unknown schema version {}", fields.v)));
+            return Err(fail(format!("unknown schema version {}", fields.v)));
         }
-        if fields.seq != expected {
-            let reason = if fields.seq > expected {
+        if fields.seq != self.expected {
+            let reason = if fields.seq > self.expected {
                 format!("missing: the line holds seq {} (events removed or reordered?)", fields.seq)
             } else {
                 format!("out of order: the line holds seq {} (events inserted or reordered?)", fields.seq)
             };
-            return Err(fail(line_no, reason));
+            return Err(fail(reason));
         }
-        let prefix =
-            without_hash(&line).ok_or_else(|| fail(line_no, "the line does not end with its `hash` member".into()))?;
-        let claimed =
-            parse_hash(&fields.hash).ok_or_else(|| fail(line_no, format!("malformed hash `{}`", fields.hash)))?;
+        let prefix = without_hash(line).ok_or_else(|| fail("the line does not end with its `hash` member".into()))?;
+        let claimed = parse_hash(&fields.hash).ok_or_else(|| fail(format!("malformed hash `{}`", fields.hash)))?;
         if hash_line(prefix) != claimed {
-            return Err(fail(line_no, "the event's content does not match its hash (edited?)".into()));
+            return Err(fail("the event's content does not match its hash (edited?)".into()));
         }
-        if parse_hash(&fields.prev) != Some(prev) {
-            return Err(fail(
-                line_no,
-                format!(
-                    "`prev` is {} but the previous event's hash is {} (events removed, inserted or reordered?)",
-                    fields.prev,
-                    format_hash(&prev)
-                ),
-            ));
+        if parse_hash(&fields.prev) != Some(self.prev) {
+            return Err(fail(format!(
+                "`prev` is {} but the previous event's hash is {} (events removed, inserted or reordered?)",
+                fields.prev,
+                format_hash(&self.prev)
+            )));
         }
         if !prefix.ends_with(format!(",\"prev\":\"{}\"", fields.prev).as_bytes()) {
-            return Err(fail(line_no, "`prev` is not the last member before `hash`".into()));
+            return Err(fail("`prev` is not the last member before `hash`".into()));
         }
         if fields.kind.is_empty() {
-            return Err(fail(line_no, "empty `kind`".into()));
+            return Err(fail("empty `kind`".into()));
         }
-        tasks.insert(fields.task);
-        if first_ts.is_none() {
-            first_ts = Some(fields.ts.clone());
+        self.tasks.insert(fields.task);
+        if self.first_ts.is_none() {
+            self.first_ts = Some(fields.ts.clone());
         }
-        last_ts = Some(fields.ts);
-        prev = claimed;
-        expected += 1;
+        self.last_ts = Some(fields.ts);
+        self.prev = claimed;
+        self.expected += 1;
+        Ok(Checked { seq: fields.seq, hash: claimed })
     }
-    Ok(VerifyReport { events: expected, tasks: tasks.len(), head: format_hash(&prev), first_ts, last_ts })
+
+    /// Checks every line of `input`, calling `each` for each event.
+    pub fn check_all(&mut self, input: impl Read, mut each: impl FnMut(Checked, &[u8])) -> Result<(), VerifyError> {
+        let mut reader = BufReader::new(input);
+        let mut line_no: u64 = 0;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line).map_err(|e| VerifyError {
+                seq: self.expected,
+                line: line_no + 1,
+                reason: format!("cannot read the log: {e}"),
+            })?;
+            if n == 0 {
+                return Ok(());
+            }
+            line_no += 1;
+            if line.pop() != Some(b'\n') {
+                return Err(VerifyError {
+                    seq: self.expected,
+                    line: line_no,
+                    reason: "the last line is incomplete (no newline)".into(),
+                });
+            }
+            let checked = self.check(&line, line_no)?;
+            each(checked, &line);
+        }
+    }
+
+    /// What was verified so far.
+    pub fn report(&self) -> VerifyReport {
+        VerifyReport {
+            events: self.expected - self.start,
+            tasks: self.tasks.len(),
+            head: format_hash(&self.prev),
+            first_ts: self.first_ts.clone(),
+            last_ts: self.last_ts.clone(),
+        }
+    }
+}
+
+/// Verifies a whole log read from `input`.
+pub fn verify(input: impl Read) -> Result<VerifyReport, VerifyError> {
+    let mut chain = Chain::new();
+    chain.check_all(input, |_, _| {})?;
+    Ok(chain.report())
 }

@@ -15,7 +15,7 @@ pub mod manifest;
 pub mod path;
 pub mod process;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use fs::{Decision, FsOp, FsPolicy, Verdict};
@@ -63,6 +63,94 @@ pub struct Policy {
     /// `[audit] path`, relative to the manifest's directory; default
     /// `audit.jsonl` beside the manifest.
     pub audit_path: PathBuf,
+    /// The rest of `[audit]`: signing, checkpoints, retention, rotation,
+    /// sinks.
+    pub audit: AuditSettings,
+}
+
+/// `[audit]` besides `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// `signing_key`: the Ed25519 key file (`sandbox audit keygen`) that
+    /// signs checkpoints; none: no checkpoints are written.
+    pub signing_key: Option<PathBuf>,
+    /// `checkpoints`: where checkpoints go; default `<audit path>.checkpoints`
+    /// (of the effective path, after `--audit`).
+    pub checkpoints: Option<PathBuf>,
+    /// `checkpoint_every`: a checkpoint after this many events (and at the
+    /// end of every task); default 1000.
+    pub checkpoint_every: u64,
+    /// `retention`: how long events must be kept; recorded on `task-start`
+    /// and in reports, enforced by `sandbox audit prune`.
+    pub retention: Option<Retention>,
+    /// `rotate`: start a new file once the log reaches this many bytes;
+    /// none: never rotate.
+    pub rotate: Option<u64>,
+    /// `[[audit.sink]]`: where events are also forwarded as they are
+    /// written (the file stays the source of truth).
+    pub sinks: Vec<Sink>,
+}
+
+impl Default for AuditSettings {
+    fn default() -> AuditSettings {
+        AuditSettings {
+            signing_key: None,
+            checkpoints: None,
+            checkpoint_every: 1000,
+            retention: None,
+            rotate: None,
+            sinks: Vec::new(),
+        }
+    }
+}
+
+impl AuditSettings {
+    /// The checkpoint file for the log at `log`.
+    pub fn checkpoints_for(&self, log: &Path) -> PathBuf {
+        self.checkpoints.clone().unwrap_or_else(|| {
+            let mut p = log.as_os_str().to_owned();
+            p.push(".checkpoints");
+            PathBuf::from(p)
+        })
+    }
+}
+
+/// `[audit] retention`: the period and the text the operator wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// The period.
+    pub period: Duration,
+    /// As written (`"6y"`), for the log and reports.
+    pub text: String,
+}
+
+/// One `[[audit.sink]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sink {
+    /// `name`, default the type; distinct per manifest (it names the
+    /// sink's cursor file).
+    pub name: String,
+    /// Where it sends.
+    pub target: SinkTarget,
+}
+
+/// The kinds of sinks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkTarget {
+    /// `type = "syslog"`: RFC 5424 messages over TCP to `address`
+    /// (`host:port`), octet-counted (RFC 6587).
+    Syslog {
+        /// `host:port`.
+        address: String,
+    },
+    /// `type = "splunk-hec"`: Splunk HTTP Event Collector at `url`, with
+    /// the token read from the environment variable `token_env`.
+    SplunkHec {
+        /// The collector endpoint.
+        url: url::Url,
+        /// The variable holding the HEC token (never the manifest).
+        token_env: String,
+    },
 }
 
 /// Run limits. Defaults: 256 MiB memory, 60 s wall-clock time, 100,000

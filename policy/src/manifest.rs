@@ -9,7 +9,7 @@
 use crate::fs::{FsPolicy, GlobList, broad_globs};
 use crate::http::{HttpPolicy, RuleSpec, compile_rule, parse_cidr};
 use crate::process::{ProcessPolicy, ProcessRule, RuleSpec as ProcessSpec};
-use crate::{ApprovalVia, Limits, Policy, Require, Writes};
+use crate::{ApprovalVia, AuditSettings, Limits, Policy, Require, Retention, Sink, SinkTarget, Writes};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use sha2::{Digest, Sha256};
@@ -29,6 +29,10 @@ const MAX_OUTPUT: u64 = 1 << 30;
 const MAX_TIME: (Duration, &str) = (Duration::from_secs(24 * 3600), "24h");
 const MAX_APPROVAL_TIMEOUT: (Duration, &str) = (Duration::from_secs(7 * 24 * 3600), "7 days");
 const MAX_HTTP_TIMEOUT: (Duration, &str) = (Duration::from_secs(3600), "1h");
+const MAX_RETENTION: Duration = Duration::from_secs(100 * 31_557_600);
+const MAX_CHECKPOINT_EVERY: u64 = 10_000_000;
+const MIN_ROTATE: u64 = 1 << 10;
+const MAX_ROTATE: u64 = 1 << 40;
 
 /// A manifest that could not be read, parsed or compiled. Displays as one
 /// line: `FILE:LINE: key `KEY`: MESSAGE`.
@@ -190,6 +194,24 @@ struct RawLimits {
 #[serde(deny_unknown_fields)]
 struct RawAudit {
     path: Option<Spanned<String>>,
+    signing_key: Option<Spanned<String>>,
+    checkpoints: Option<Spanned<String>>,
+    checkpoint_every: Option<Spanned<i64>>,
+    retention: Option<Spanned<String>>,
+    rotate: Option<Spanned<Size>>,
+    #[serde(default)]
+    sink: Vec<RawSink>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSink {
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    name: Option<Spanned<String>>,
+    address: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    token_env: Option<Spanned<String>>,
 }
 
 /// A size: an integer number of bytes or a string with a unit (`"1 MiB"`),
@@ -402,10 +424,7 @@ impl Compiler<'_> {
             ));
         }
         let limits = self.compile_limits(raw.limits)?;
-        let audit_path = match raw.audit.and_then(|a| a.path) {
-            Some(p) => self.relative_path(&p, "audit.path")?,
-            None => self.base.join("audit.jsonl"),
-        };
+        let (audit_path, audit) = self.compile_audit(raw.audit)?;
         Ok(Policy {
             name,
             description: raw.description.map(Spanned::into_inner),
@@ -421,6 +440,7 @@ impl Compiler<'_> {
             approval_writes,
             limits,
             audit_path,
+            audit,
         })
     }
 
@@ -724,6 +744,133 @@ impl Compiler<'_> {
         Ok(*n)
     }
 
+    fn compile_audit(&self, raw: Option<RawAudit>) -> Result<(PathBuf, AuditSettings), ManifestError> {
+        let mut settings = AuditSettings::default();
+        let Some(raw) = raw else { return Ok((self.base.join("audit.jsonl"), settings)) };
+        let path = match &raw.path {
+            Some(p) => self.relative_path(p, "audit.path")?,
+            None => self.base.join("audit.jsonl"),
+        };
+        if let Some(k) = &raw.signing_key {
+            settings.signing_key = Some(self.relative_path(k, "audit.signing_key")?);
+        }
+        if let Some(c) = &raw.checkpoints {
+            settings.checkpoints = Some(self.relative_path(c, "audit.checkpoints")?);
+        }
+        if let Some(n) = &raw.checkpoint_every {
+            let v = *n.get_ref();
+            if !(1..=MAX_CHECKPOINT_EVERY as i64).contains(&v) {
+                return Err(self.err(
+                    n.span(),
+                    "audit.checkpoint_every",
+                    format!("must be a number of events from 1 to {MAX_CHECKPOINT_EVERY}"),
+                ));
+            }
+            settings.checkpoint_every = v as u64;
+        }
+        if let Some(r) = &raw.retention {
+            let period = self.duration(r, "audit.retention", (MAX_RETENTION, "100 years"))?;
+            settings.retention = Some(Retention { period, text: r.get_ref().clone() });
+        }
+        if let Some(r) = &raw.rotate {
+            settings.rotate = Some(self.size(r, "audit.rotate", (MIN_ROTATE, "1 KiB"), (MAX_ROTATE, "1 TiB"))?);
+        }
+        for sink in &raw.sink {
+            let s = self.compile_sink(sink)?;
+            if settings.sinks.iter().any(|o| o.name == s.name) {
+                let span = sink.name.as_ref().map_or(sink.kind.span(), |n| n.span());
+                return Err(self.err(
+                    span,
+                    "audit.sink",
+                    format!("two sinks are named `{}`; give each a distinct `name`", s.name),
+                ));
+            }
+            settings.sinks.push(s);
+        }
+        Ok((path, settings))
+    }
+
+    fn compile_sink(&self, raw: &RawSink) -> Result<Sink, ManifestError> {
+        let kind = raw.kind.get_ref().as_str();
+        let unused = |field: &Option<Spanned<String>>, key: &str| match field {
+            Some(v) => Err(self.err(v.span(), &format!("audit.sink.{key}"), format!("is not used by a `{kind}` sink"))),
+            None => Ok(()),
+        };
+        let required = |field: &Option<Spanned<String>>, key: &str| {
+            field.clone().ok_or_else(|| {
+                self.err(raw.kind.span(), &format!("audit.sink.{key}"), format!("a `{kind}` sink needs `{key}`"))
+            })
+        };
+        let target = match kind {
+            "syslog" => {
+                unused(&raw.url, "url")?;
+                unused(&raw.token_env, "token_env")?;
+                let address = required(&raw.address, "address")?;
+                let text = address.get_ref();
+                let parsed = url::Url::parse(&format!("tcp://{text}")).ok().filter(|u| {
+                    u.port().is_some()
+                        && u.host_str().is_some_and(|h| !h.is_empty())
+                        && u.path().is_empty()
+                        && u.username().is_empty()
+                        && u.password().is_none()
+                        && u.query().is_none()
+                        && u.fragment().is_none()
+                });
+                if parsed.is_none() {
+                    return Err(self.err(
+                        address.span(),
+                        "audit.sink.address",
+                        format!("`{}` is not a `host:port` address", printable(text)),
+                    ));
+                }
+                SinkTarget::Syslog { address: text.clone() }
+            }
+            "splunk-hec" => {
+                unused(&raw.address, "address")?;
+                let url_text = required(&raw.url, "url")?;
+                let bad = |why: &str| self.err(url_text.span(), "audit.sink.url", why.to_owned());
+                let url = url::Url::parse(url_text.get_ref()).map_err(|e| bad(&format!("not a URL ({e})")))?;
+                if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                    return Err(bad("must be an http:// or https:// URL with a host"));
+                }
+                if !url.username().is_empty() || url.password().is_some() {
+                    return Err(bad("must not carry credentials; the token comes from `token_env`"));
+                }
+                let env = required(&raw.token_env, "token_env")?;
+                let name = env.get_ref();
+                let valid = name.chars().next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                if !valid {
+                    return Err(self.err(
+                        env.span(),
+                        "audit.sink.token_env",
+                        format!("`{}` is not an environment variable name (A-Z, 0-9, _)", printable(name)),
+                    ));
+                }
+                SinkTarget::SplunkHec { url, token_env: name.clone() }
+            }
+            other => {
+                return Err(self.err(
+                    raw.kind.span(),
+                    "audit.sink.type",
+                    format!("`{}` is not a sink type; use \"syslog\" or \"splunk-hec\"", printable(other)),
+                ));
+            }
+        };
+        let name = match &raw.name {
+            Some(n) => {
+                let t = n.get_ref();
+                if t.is_empty() || t.len() > 64 || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    return Err(self.err(n.span(), "audit.sink.name", "must be 1 to 64 of a-z, A-Z, 0-9, - and _"));
+                }
+                t.clone()
+            }
+            None => kind.to_owned(),
+        };
+        Ok(Sink { name, target })
+    }
+
     fn compile_limits(&self, raw: Option<RawLimits>) -> Result<Limits, ManifestError> {
         let mut limits = Limits::default();
         let Some(raw) = raw else { return Ok(limits) };
@@ -854,5 +1001,82 @@ path = "log/a.jsonl"
         assert!(ok.fs.reads_anything());
         // deny may be as broad as the operator likes.
         parse("m.toml", "version = 1\n[fs]\ndeny = [\"**\"]\n", Path::new("/")).unwrap();
+    }
+
+    #[test]
+    fn audit_evidence_settings_compile() {
+        let p = parse(
+            "m.toml",
+            r#"
+version = 1
+[audit]
+path = "log/a.jsonl"
+signing_key = "keys/audit.key"
+checkpoint_every = 50
+retention = "6y"
+rotate = "64 MiB"
+[[audit.sink]]
+type = "syslog"
+address = "siem.example:6514"
+[[audit.sink]]
+type = "splunk-hec"
+name = "splunk"
+url = "https://splunk.example:8088/services/collector/event"
+token_env = "SANDBOX_HEC_TOKEN"
+"#,
+            Path::new("/base"),
+        )
+        .unwrap();
+        let a = &p.audit;
+        assert_eq!(a.signing_key.as_deref(), Some(Path::new("/base/keys/audit.key")));
+        assert_eq!(a.checkpoints_for(&p.audit_path), Path::new("/base/log/a.jsonl.checkpoints"));
+        assert_eq!(a.checkpoint_every, 50);
+        let r = a.retention.as_ref().unwrap();
+        assert_eq!((r.text.as_str(), r.period.as_secs() / 86_400), ("6y", 2191));
+        assert_eq!(a.rotate, Some(64 << 20));
+        assert_eq!(
+            a.sinks[0],
+            Sink { name: "syslog".into(), target: SinkTarget::Syslog { address: "siem.example:6514".into() } }
+        );
+        assert_eq!(a.sinks[1].name, "splunk");
+        assert!(
+            matches!(&a.sinks[1].target, SinkTarget::SplunkHec { token_env, .. } if token_env == "SANDBOX_HEC_TOKEN")
+        );
+        let d = parse("m.toml", "version = 1\n", Path::new("/base")).unwrap().audit;
+        assert_eq!((d.checkpoint_every, d.signing_key, d.retention, d.rotate), (1000, None, None, None));
+    }
+
+    #[test]
+    fn bad_audit_settings_are_named() {
+        let cases = [
+            ("checkpoint_every = 0", "audit.checkpoint_every"),
+            ("retention = \"forever\"", "is not a duration"),
+            ("rotate = 10", "below the minimum of 1 KiB"),
+            ("[[audit.sink]]\ntype = \"kafka\"", "is not a sink type"),
+            ("[[audit.sink]]\ntype = \"syslog\"", "needs `address`"),
+            ("[[audit.sink]]\ntype = \"syslog\"\naddress = \"siem.example\"", "not a `host:port` address"),
+            (
+                "[[audit.sink]]\ntype = \"syslog\"\naddress = \"h:1\"\ntoken_env = \"T\"",
+                "is not used by a `syslog` sink",
+            ),
+            ("[[audit.sink]]\ntype = \"splunk-hec\"\nurl = \"https://h/c\"", "needs `token_env`"),
+            (
+                "[[audit.sink]]\ntype = \"splunk-hec\"\nurl = \"https://u:p@h/c\"\ntoken_env = \"T\"",
+                "must not carry credentials",
+            ),
+            ("[[audit.sink]]\ntype = \"splunk-hec\"\nurl = \"ftp://h/c\"\ntoken_env = \"T\"", "http:// or https://"),
+            (
+                "[[audit.sink]]\ntype = \"splunk-hec\"\nurl = \"https://h/c\"\ntoken_env = \"a b\"",
+                "not an environment variable name",
+            ),
+            (
+                "[[audit.sink]]\ntype = \"syslog\"\naddress = \"h:1\"\n[[audit.sink]]\ntype = \"syslog\"\naddress = \"g:2\"",
+                "two sinks are named `syslog`",
+            ),
+        ];
+        for (audit, want) in cases {
+            let e = err(&format!("version = 1\n[audit]\n{audit}\n"));
+            assert!(e.contains(want), "{audit:?}: {e}");
+        }
     }
 }

@@ -522,6 +522,33 @@ fn audit_verify_counts_events_and_tasks_of_an_intact_log() {
 }
 
 #[test]
+fn audit_show_filters_and_names_bad_filters() {
+    let f = fixture();
+    let r = f.run_with("probe", &["--task-id", "t-one"], &["read", "src/main.rs"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    f.run_with("probe", &["--task-id", "t-two"], &["read", "/etc/passwd", "+", "read", "src/main.rs"]);
+    let show = |args: &[&str]| {
+        let mut c = sandbox();
+        c.args(["audit", "show"]).arg(f.audit()).args(args);
+        output(c)
+    };
+    let all = show(&[]);
+    assert_eq!(all.code, 0, "{all:?}");
+    assert_eq!(all.stdout.lines().count(), f.events().len());
+    let r = show(&["--task", "t-two", "--user", "alice", "--capability", "fs", "--decision", "allow"]);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{r:?}");
+    assert!(lines[0].contains("fs.read `src/main.rs`: allow"), "{r:?}");
+    for empty in [&["--task", "t-one", "--until", "2000-01-01"][..], &["--user", "bob"]] {
+        let r = show(empty);
+        assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{empty:?}: {r:?}");
+    }
+    assert!(error_line(&show(&["--since", "last week"])).starts_with("--since: `last week` is not a date"));
+    assert!(error_line(&show(&["--decision", "maybe"])).starts_with("--decision: `maybe` is not a decision"));
+    assert_one_line_error(&show(&["--since", "2026-02-01", "--until", "2026-01-01"]), "--since must be before --until");
+}
+
+#[test]
 fn a_service_approver_needs_the_runner_token() {
     let f = fixture();
     let r = Run::from_output(

@@ -2,7 +2,7 @@
 
 use crate::approver::inert;
 use crate::exit::{Code, Failure};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -14,33 +14,36 @@ pub enum AuditCommand {
         /// The audit log (JSON Lines).
         file: PathBuf,
     },
-    /// Print a log as one readable line per event (tool-supplied text is
-    /// shown inert). This is a view; `verify` is the integrity check.
+    /// Print a log (and its rotated segments) as one readable line per
+    /// event, filtered; tool-supplied text is shown inert. This is a view;
+    /// `verify` is the integrity check.
     Show {
         /// The audit log (JSON Lines).
         file: PathBuf,
-        /// Only the events of this task.
-        #[arg(long, value_name = "ID")]
-        task: Option<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
 }
 
 impl AuditCommand {
     pub fn execute(self) -> Result<i32, Failure> {
         match self {
-            AuditCommand::Show { file, task } => {
-                let text = std::fs::read_to_string(&file).map_err(|e| {
-                    Failure::usage(format!("audit log `{}`: {}", file.display(), sandbox_policy::io_reason(&e)))
-                })?;
+            AuditCommand::Show { file, filter } => {
+                let filter = filter.filter()?;
+                let events = sandbox_audit::events(&file).map_err(|e| Failure::usage(e.to_string()))?;
                 let mut out = String::new();
-                for (n, line) in text.lines().enumerate() {
-                    match serde_json::from_str::<Value>(line) {
-                        Ok(ev) if task.as_deref().is_none_or(|t| ev["task"] == t) => {
+                for ev in events {
+                    match ev {
+                        Ok(ev) if filter.matches(&ev) => {
                             out.push_str(&show(&ev));
                             out.push('\n');
                         }
                         Ok(_) => {}
-                        Err(_) => out.push_str(&format!("line {}: not an event\n", n + 1)),
+                        Err(e @ sandbox_audit::ReadError::Line { .. }) => {
+                            out.push_str(&inert(&e.to_string(), false));
+                            out.push('\n');
+                        }
+                        Err(e) => return Err(Failure::usage(e.to_string())),
                     }
                 }
                 super::emit(&out);
@@ -129,4 +132,65 @@ fn show(ev: &Value) -> String {
         _ => text("reason"),
     };
     format!("{:>5} {time} {:<10} {details}", text("seq"), text("kind"))
+}
+
+/// The filters `audit export` and `audit report` share; every one given
+/// must hold.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FilterArgs {
+    /// Events at or after this time: a date (2026-11-23, midnight UTC) or
+    /// an RFC 3339 time.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Events before this time (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only this task's events.
+    #[arg(long, value_name = "ID")]
+    pub task: Option<String>,
+    /// Only events of runs acting for this user.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Only events with this decision (allow, deny, invalid, limit, ask,
+    /// approved, rejected).
+    #[arg(long, value_name = "DECISION")]
+    pub decision: Option<String>,
+    /// Only events of this capability (fs.read), or family (fs).
+    #[arg(long, value_name = "CAPABILITY")]
+    pub capability: Option<String>,
+}
+
+impl FilterArgs {
+    /// The filter, or a usage error naming the bad value.
+    pub fn filter(&self) -> Result<sandbox_audit::Filter, Failure> {
+        let time = |flag: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|t| sandbox_audit::parse_time(t).map_err(|e| Failure::usage(format!("--{flag}: {e}"))))
+                .transpose()
+        };
+        const DECISIONS: &[&str] = &["allow", "deny", "invalid", "limit", "ask", "approved", "rejected"];
+        if let Some(d) = &self.decision
+            && !DECISIONS.contains(&d.as_str())
+        {
+            return Err(Failure::usage(format!(
+                "--decision: `{}` is not a decision; use one of {}",
+                inert(d, false),
+                DECISIONS.join(", ")
+            )));
+        }
+        let filter = sandbox_audit::Filter {
+            since: time("since", &self.since)?,
+            until: time("until", &self.until)?,
+            task: self.task.clone(),
+            user: self.user.clone(),
+            decision: self.decision.clone(),
+            capability: self.capability.clone(),
+        };
+        if let (Some(a), Some(b)) = (filter.since, filter.until)
+            && a >= b
+        {
+            return Err(Failure::usage("--since must be before --until"));
+        }
+        Ok(filter)
+    }
 }
