@@ -29,7 +29,7 @@ pub mod verify;
 pub use event::{ApprovalRecord, Decision, Event, Kind, LimitsRecord};
 pub use log::{AuditError, AuditLog};
 pub use read::{Filter, ReadError, events, parse_time};
-pub use verify::{Chain, Checked, VerifyError, VerifyReport, verify};
+pub use verify::{Chain, Checked, LogVerifyError, VerifyError, VerifyReport, verify, verify_log};
 
 use sha2::{Digest, Sha256};
 

@@ -60,11 +60,11 @@ pub fn segments(log: &Path) -> Result<Vec<(u64, PathBuf)>, ReadError> {
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(ReadError::Io { path: dir, reason: reason(&e) }),
+        Err(e) => return Err(ReadError::Io { path: dir, reason: io_reason(&e) }),
     };
     let mut out = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| ReadError::Io { path: dir.clone(), reason: reason(&e) })?;
+        let entry = entry.map_err(|e| ReadError::Io { path: dir.clone(), reason: io_reason(&e) })?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         let Some(digits) = name.strip_prefix(base).and_then(|r| r.strip_prefix('.')) else { continue };
@@ -86,7 +86,7 @@ pub fn files(log: &Path) -> Result<Vec<PathBuf>, ReadError> {
     match std::fs::metadata(log) {
         Ok(_) => out.push(log.to_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !out.is_empty() => {}
-        Err(e) => return Err(ReadError::Io { path: log.to_owned(), reason: reason(&e) }),
+        Err(e) => return Err(ReadError::Io { path: log.to_owned(), reason: io_reason(&e) }),
     }
     Ok(out)
 }
@@ -115,7 +115,7 @@ impl Iterator for Events {
                 match File::open(&path) {
                     Ok(f) => self.current = Some((path, BufReader::new(f), 0)),
                     Err(e) => {
-                        let reason = reason(&e);
+                        let reason = io_reason(&e);
                         return Some(Err(ReadError::Io { path, reason }));
                     }
                 }
@@ -136,7 +136,7 @@ impl Iterator for Events {
                     return Some(parsed.map_err(|reason| ReadError::Line { path: path.clone(), line: *line, reason }));
                 }
                 Err(e) => {
-                    let err = ReadError::Io { path: path.clone(), reason: reason(&e) };
+                    let err = ReadError::Io { path: path.clone(), reason: io_reason(&e) };
                     self.current = None;
                     return Some(Err(err));
                 }
@@ -223,7 +223,8 @@ fn parse_with_offset(t: &str) -> Result<SystemTime, ()> {
     if sign > 0 { base.checked_sub(shift).ok_or(()) } else { base.checked_add(shift).ok_or(()) }
 }
 
-fn reason(e: &std::io::Error) -> String {
+/// An I/O error as a short lowercase reason (`no such file or directory`).
+pub fn io_reason(e: &std::io::Error) -> String {
     let s = e.to_string();
     match s.find(" (os error") {
         Some(i) => s[..i].to_lowercase(),

@@ -189,3 +189,31 @@ pub fn verify(input: impl Read) -> Result<VerifyReport, VerifyError> {
     chain.check_all(input, |_, _| {})?;
     Ok(chain.report())
 }
+
+/// Where verifying a log on disk failed: the file, then the place in it.
+#[derive(Debug, thiserror::Error)]
+pub enum LogVerifyError {
+    /// A file of the log could not be listed or opened.
+    #[error(transparent)]
+    Read(#[from] crate::ReadError),
+    /// The chain breaks in `file`.
+    #[error("{}: {error}", file.display())]
+    Broken {
+        /// The file (segment or live file) holding the first bad line.
+        file: std::path::PathBuf,
+        /// Where and why.
+        error: VerifyError,
+    },
+}
+
+/// Verifies a log on disk: its rotated segments in order and then the live
+/// file, as one chain, calling `each` for every event.
+pub fn verify_log(log: &std::path::Path, mut each: impl FnMut(Checked, &[u8])) -> Result<VerifyReport, LogVerifyError> {
+    let mut chain = Chain::new();
+    for file in crate::read::files(log)? {
+        let f = std::fs::File::open(&file)
+            .map_err(|e| crate::ReadError::Io { path: file.clone(), reason: crate::read::io_reason(&e) })?;
+        chain.check_all(f, &mut each).map_err(|error| LogVerifyError::Broken { file: file.clone(), error })?;
+    }
+    Ok(chain.report())
+}

@@ -49,26 +49,26 @@ impl AuditCommand {
                 super::emit(&out);
                 Ok(0)
             }
-            AuditCommand::Verify { file } => {
-                let f = std::fs::File::open(&file).map_err(|e| {
-                    Failure::usage(format!("audit log `{}`: {}", file.display(), sandbox_policy::io_reason(&e)))
-                })?;
-                match sandbox_audit::verify(f) {
-                    Ok(r) => {
-                        let mut out = format!("ok: {} events, {} tasks, head {}\n", r.events, r.tasks, r.head);
-                        if let (Some(a), Some(b)) = (r.first_ts, r.last_ts) {
-                            out.push_str(&format!("period: {a} .. {b}\n"));
-                        }
-                        out.push_str("note: a hash chain cannot show events cut from the end; ");
-                        out.push_str("compare the head with a copy kept elsewhere\n");
-                        super::emit(&out);
-                        Ok(0)
+            AuditCommand::Verify { file } => match sandbox_audit::verify_log(&file, |_, _| {}) {
+                Ok(r) => {
+                    let mut out = format!("ok: {} events, {} tasks, head {}\n", r.events, r.tasks, r.head);
+                    if let (Some(a), Some(b)) = (r.first_ts, r.last_ts) {
+                        out.push_str(&format!("period: {a} .. {b}\n"));
                     }
-                    Err(e) => {
-                        Err(Failure::new(Code::Negative, format!("audit log `{}` is not intact: {e}", file.display())))
-                    }
+                    out.push_str("note: a hash chain cannot show events cut from the end; ");
+                    out.push_str("compare the head with a copy kept elsewhere\n");
+                    super::emit(&out);
+                    Ok(0)
                 }
-            }
+                Err(sandbox_audit::LogVerifyError::Read(e)) => Err(Failure::usage(e.to_string())),
+                Err(sandbox_audit::LogVerifyError::Broken { file: bad, error }) => {
+                    let place = if bad == file { String::new() } else { format!("in `{}`: ", bad.display()) };
+                    Err(Failure::new(
+                        Code::Negative,
+                        format!("audit log `{}` is not intact: {place}{error}", file.display()),
+                    ))
+                }
+            },
         }
     }
 }
