@@ -25,7 +25,8 @@ pub enum Kind {
     Result,
     /// A run ends: exit status and the reason it stopped.
     TaskEnd,
-    /// Something the runtime noticed outside a call (a torn log tail).
+    /// Something the runtime noticed outside a call (a torn log tail cut
+    /// off, a prune).
     Finding,
 }
 
@@ -76,6 +77,26 @@ pub struct LimitsRecord {
     pub output: u64,
 }
 
+/// Who a run acts for beyond `user`, written on each of its events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Principal {
+    /// True only when `user` is the subject of an identity token the
+    /// runtime verified.
+    pub user_verified: bool,
+    /// The token's claims named by `[identity] claims`.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub claims: std::collections::BTreeMap<String, serde_json::Value>,
+    /// `interactive`, `subagent`, `background` or `api`.
+    pub tier: String,
+    /// Who asked whom: `--on-behalf-of`, in order (user, primary agent,
+    /// sub-agent).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delegation: Vec<String>,
+    /// `sha256:` of the task manifest that narrowed this run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_policy: Option<String>,
+}
+
 /// The fields of one event, in the order they are written. `v`, `seq` and
 /// `ts` come first and `prev`, `hash` last; they are added by the log.
 /// Absent fields are omitted.
@@ -93,6 +114,10 @@ pub struct Event<'a> {
     pub component: &'a str,
     /// `sha256:` of the manifest file's bytes.
     pub policy: &'a str,
+    /// Verification, tier, delegation and task scope of `user`: on every
+    /// event of a run (absent only on events written outside one).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<&'a Principal>,
     /// `fs.read`, `fs.write`, ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capability: Option<&'a str>,
@@ -185,6 +210,10 @@ pub struct Event<'a> {
     /// On `task-start`: who answers approval requests (`deny`, `tty`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approver: Option<&'a str>,
+    /// On `task-start`: `[audit] retention` as written (`6y`), which
+    /// `sandbox audit prune` honours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<&'a str>,
     /// On `task-end`: `exit`, `time-limit`, `memory-limit`, `trap`, ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<&'a str>,
@@ -194,4 +223,9 @@ pub struct Event<'a> {
     /// On `task-end`: host calls counted against `limits.calls`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calls: Option<u64>,
+    /// Text replaced by `[redacted:TYPE]` in this event's fields, and in
+    /// the data returned to the tool on `result` events, counted by type
+    /// (`{"card-number": 2}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redactions: Option<&'a std::collections::BTreeMap<String, u64>>,
 }

@@ -18,16 +18,26 @@
 //! without gaps. So any changed byte, and any removed, inserted or
 //! reordered line, breaks the chain at the first event affected.
 //!
-//! A plain chain cannot show that lines were cut from the end of the file;
-//! keep a copy of the last hash elsewhere (signed checkpoints come later).
+//! A plain chain cannot show that lines were cut from the end of the file,
+//! nor a log rewritten whole and re-chained: signed checkpoints
+//! ([`checkpoint`]) can.
 
+pub mod checkpoint;
 pub mod event;
+pub mod export;
 pub mod log;
+pub mod prune;
 pub mod read;
+pub mod report;
 pub mod verify;
 
-pub use event::{ApprovalRecord, Decision, Event, Kind, LimitsRecord};
-pub use log::{AuditError, AuditLog};
+pub use checkpoint::{
+    Checkpoint, CheckpointError, CheckpointProblem, CheckpointReport, CheckpointVerifyError, Checkpointer, KeyError,
+    PublicKey, SigningKey, keygen, verify_checkpoints,
+};
+pub use event::{ApprovalRecord, Decision, Event, Kind, LimitsRecord, Principal};
+pub use log::{AuditError, AuditLog, Origin, Repair, SyncHook};
+pub use prune::{PruneError, PruneRecord, PruneRequest, Pruned, Retention, prune};
 pub use read::{Filter, ReadError, events, parse_time};
 pub use verify::{Chain, Checked, LogVerifyError, VerifyError, VerifyReport, verify, verify_log};
 

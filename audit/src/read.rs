@@ -105,6 +105,17 @@ pub fn events(log: &Path) -> Result<Events, ReadError> {
     Ok(Events { files: files(log)?.into_iter(), current: None, buf: Vec::new() })
 }
 
+impl Events {
+    /// The line the last `next` returned an event (or a
+    /// [`ReadError::Line`]) for, exactly as stored, its newline included
+    /// when it has one; with its file and 1-based line number. `export
+    /// --format jsonl` copies these bytes.
+    pub fn raw(&self) -> Option<(&Path, u64, &[u8])> {
+        let (path, _, line) = self.current.as_ref()?;
+        Some((path, *line, &self.buf))
+    }
+}
+
 impl Iterator for Events {
     type Item = Result<Value, ReadError>;
 

@@ -16,6 +16,9 @@ pub struct VerifyReport {
     pub events: u64,
     /// Distinct task ids.
     pub tasks: usize,
+    /// `seq` of the first event: 0, or where a vouched-for prune left the
+    /// log starting.
+    pub first_seq: u64,
     /// `hash` of the last event (`sha256:` + 64 zeros for an empty log):
     /// keep it elsewhere to detect a log cut short later.
     pub head: String,
@@ -175,6 +178,7 @@ impl Chain {
     pub fn report(&self) -> VerifyReport {
         VerifyReport {
             events: self.expected - self.start,
+            first_seq: self.start,
             tasks: self.tasks.len(),
             head: format_hash(&self.prev),
             first_ts: self.first_ts.clone(),
@@ -208,12 +212,152 @@ pub enum LogVerifyError {
 
 /// Verifies a log on disk: its rotated segments in order and then the live
 /// file, as one chain, calling `each` for every event.
+///
+/// Besides every event, this checks that each segment holds events and is
+/// named for the `seq` of its first one (so a segment removed from the
+/// middle, renamed, or edited at a boundary is reported), and that a log
+/// starting after `seq` 0 was pruned: the last record in `<log>.pruned`
+/// names that `seq` and its `prev`, and an `audit.prune` finding in the
+/// chain vouches for the record (see [`crate::prune`]).
 pub fn verify_log(log: &std::path::Path, mut each: impl FnMut(Checked, &[u8])) -> Result<VerifyReport, LogVerifyError> {
-    let mut chain = Chain::new();
-    for file in crate::read::files(log)? {
-        let f = std::fs::File::open(&file)
-            .map_err(|e| crate::ReadError::Io { path: file.clone(), reason: crate::read::io_reason(&e) })?;
-        chain.check_all(f, &mut each).map_err(|error| LogVerifyError::Broken { file: file.clone(), error })?;
+    walk(log, |_, checked, line| each(checked, line))
+}
+
+/// The file an event was read from, as [`walk`] reports it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileRef<'a> {
+    /// Its position among the log's files.
+    pub index: usize,
+    pub path: &'a std::path::Path,
+    /// A rotated segment (else the live file).
+    pub segment: bool,
+}
+
+/// [`verify_log`], telling `each` which file every event came from.
+pub(crate) fn walk(
+    log: &std::path::Path,
+    mut each: impl FnMut(FileRef<'_>, Checked, &[u8]),
+) -> Result<VerifyReport, LogVerifyError> {
+    use crate::ReadError;
+    let files = crate::read::files(log)?;
+    let broken = |file: &std::path::Path, seq: u64, line: u64, reason: String| LogVerifyError::Broken {
+        file: file.to_owned(),
+        error: VerifyError { seq, line, reason },
+    };
+    let record = crate::prune::last_record(log)?;
+    let record_file = crate::prune::record_path(log);
+    let start = match files.first() {
+        Some(first) => first_seq(first).map_err(|reason| ReadError::Io { path: first.clone(), reason })?,
+        None => None,
+    };
+    let (mut chain, vouch) = match (start, &record) {
+        (Some(k), Some((r, sha, line))) if k != 0 => match r.start_at(k) {
+            Some(prev) => (Chain::starting_at(k, prev), Some((sha.as_str(), *line))),
+            None => {
+                return Err(broken(
+                    &record_file,
+                    k,
+                    *line,
+                    format!(
+                        "the log starts at seq {k}, which its last prune record does not name as a place it may start (it kept seq {} on)",
+                        r.first_kept
+                    ),
+                ));
+            }
+        },
+        (Some(k), None) if k != 0 => {
+            return Err(broken(
+                &files[0],
+                0,
+                1,
+                format!(
+                    "missing: the log starts at seq {k}, and no prune record (`{}`) accounts for the events before it",
+                    record_file.display()
+                ),
+            ));
+        }
+        _ => (Chain::new(), None),
+    };
+    let mut vouched = false;
+    for (index, file) in files.iter().enumerate() {
+        let segment = file.as_path() != log;
+        let expected = chain.next_seq();
+        if segment
+            && let Some(named) = segment_seq(file)
+            && named != expected
+        {
+            return Err(broken(
+                file,
+                expected,
+                1,
+                format!(
+                    "the segment is named for seq {named}, but the chain continues at seq {expected} (a segment removed, renamed or edited at its boundary?)"
+                ),
+            ));
+        }
+        let f = std::fs::File::open(file)
+            .map_err(|e| ReadError::Io { path: file.clone(), reason: crate::read::io_reason(&e) })?;
+        let at = FileRef { index, path: file, segment };
+        chain
+            .check_all(f, |checked, line| {
+                if let Some((sha, _)) = vouch
+                    && !vouched
+                    && vouches(line, sha)
+                {
+                    vouched = true;
+                }
+                each(at, checked, line)
+            })
+            .map_err(|error| LogVerifyError::Broken { file: file.clone(), error })?;
+        if segment && chain.next_seq() == expected {
+            return Err(broken(
+                file,
+                expected,
+                1,
+                "the segment holds no events (a rotation never leaves one empty)".into(),
+            ));
+        }
+    }
+    if let (Some((sha, line)), false) = (vouch, vouched) {
+        return Err(broken(
+            &record_file,
+            chain.report().first_seq,
+            line,
+            format!(
+                "no `{}` finding in the chain vouches for this prune record ({sha}): it was not written by a prune, or edited",
+                crate::prune::PRUNE_RULE
+            ),
+        ));
     }
     Ok(chain.report())
+}
+
+/// The `seq` in a segment's name.
+fn segment_seq(file: &std::path::Path) -> Option<u64> {
+    let name = file.file_name()?.to_str()?;
+    let (_, digits) = name.rsplit_once('.')?;
+    digits.parse().ok()
+}
+
+/// The `seq` of a file's first line, if it has one that says.
+fn first_seq(file: &std::path::Path) -> Result<Option<u64>, String> {
+    let f = std::fs::File::open(file).map_err(|e| crate::read::io_reason(&e))?;
+    let mut line = Vec::new();
+    BufReader::new(f.take(256 * 1024)).read_until(b'\n', &mut line).map_err(|e| crate::read::io_reason(&e))?;
+    #[derive(serde::Deserialize)]
+    struct First {
+        seq: u64,
+    }
+    Ok(serde_json::from_slice::<First>(line.strip_suffix(b"\n").unwrap_or(&line)).ok().map(|f| f.seq))
+}
+
+/// Whether a verified line is the `audit.prune` finding whose
+/// `content_sha256` is `sha`.
+fn vouches(line: &[u8], sha: &str) -> bool {
+    let rule = format!("\"rule\":\"{}\"", crate::prune::PRUNE_RULE);
+    if !line.windows(rule.len()).any(|w| w == rule.as_bytes()) {
+        return false;
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else { return false };
+    v["kind"] == "finding" && v["rule"] == crate::prune::PRUNE_RULE && v["content_sha256"] == sha
 }

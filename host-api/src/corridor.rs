@@ -20,6 +20,15 @@
 //! changes at the end of the task ([`HostCtx::settle_staged`]): one diff,
 //! one approval, one apply.
 //!
+//! Redaction (`[redact]`, see [`sandbox_redact`]): every text a call's
+//! events store (target, dest, resolved, intent, reasons) and the preview
+//! and target a reviewer sees are redacted, and each event counts its
+//! replacements by type in `redactions`. The effect hash an approval is
+//! bound to is computed by `prepare` over the real bytes, not the redacted
+//! text. Data returned to the tool is redacted by the doors' `act` when
+//! [`Ctx::redacts_output`] says so; those replacements are counted on the
+//! `result` event.
+//!
 //! A door supplies only `prepare` and `act`; it cannot skip a step. A
 //! refusal is a typed error to the guest. An audit log that cannot be
 //! written stops the task: the call is refused with a trap and the run
@@ -33,8 +42,10 @@ use crate::staging::Staging;
 use crate::workspace::Workspace;
 use sandbox_audit::{ApprovalRecord, AuditLog, Decision, Event, Kind};
 use sandbox_policy::{Policy, Verdict};
+use sandbox_redact::{ConfigError, Counts, Redactor};
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 /// Refused calls tolerated after `limits.calls` is used up before the run
@@ -149,6 +160,8 @@ pub struct TaskInfo {
     pub component: String,
     /// The run's `--intent`, until the tool sets its own.
     pub intent: Option<String>,
+    /// Verification, tier, delegation and task scope, on every event.
+    pub principal: sandbox_audit::Principal,
 }
 
 /// What a run's corridor is made of.
@@ -184,6 +197,35 @@ pub(crate) struct Ctx<'a> {
     pub launcher: Option<&'a Launcher>,
     /// The staging area, with `[approval] writes = "end-of-task"`.
     pub staging: Option<&'a Mutex<Staging>>,
+    /// The run's detectors and secret values.
+    pub redactor: &'a Redactor,
+}
+
+impl Ctx<'_> {
+    /// True when data returned to the tool is redacted: `[redact] outputs`.
+    pub fn redacts_output(&self) -> bool {
+        self.policy.redact.outputs
+    }
+
+    /// Data returned to the tool: with `redact`, every detector applies;
+    /// without, only the secret values the host added (those never reach
+    /// the tool). Replacements are added to `counts`.
+    pub fn returned(&self, redact: bool, data: Vec<u8>, counts: &mut Counts) -> Vec<u8> {
+        match (redact, self.redactor.has_literals()) {
+            (true, _) => self.redactor.redact_vec(data, counts),
+            (false, true) => self.redactor.literals_only().redact_vec(data, counts),
+            (false, false) => data,
+        }
+    }
+
+    /// [`returned`](Self::returned) for text (HTTP header values).
+    pub fn returned_text(&self, redact: bool, text: String, counts: &mut Counts) -> String {
+        match (redact, self.redactor.has_literals()) {
+            (true, _) => self.redactor.redact_string(text, counts),
+            (false, true) => self.redactor.literals_only().redact_string(text, counts),
+            (false, false) => text,
+        }
+    }
 }
 
 /// The state every call of a run shares, behind `Arc`s, so that a call
@@ -203,6 +245,9 @@ pub struct Corridor {
     launcher: Option<Arc<Launcher>>,
     /// With `[approval] writes = "end-of-task"`: the task's staged changes.
     staging: Option<Arc<Mutex<Staging>>>,
+    /// The policy's detectors plus the secret values added at run time;
+    /// each call takes the one in force when it starts.
+    redactor: Arc<RwLock<Arc<Redactor>>>,
 }
 
 impl std::fmt::Debug for Corridor {
@@ -223,6 +268,7 @@ impl HostCtx {
     /// Builds the host state of one run.
     pub fn new(parts: RunParts) -> HostCtx {
         let intent = parts.task.intent.clone();
+        let redactor = parts.policy.redact.redactor.clone();
         let corridor = Corridor {
             policy: parts.policy,
             workspace: Arc::new(parts.workspace),
@@ -235,6 +281,7 @@ impl HostCtx {
             stop: parts.stop,
             launcher: parts.launcher.map(Arc::new),
             staging: None,
+            redactor: Arc::new(RwLock::new(Arc::new(redactor))),
         };
         HostCtx { corridor, intent }.with_staging()
     }
@@ -275,6 +322,22 @@ impl HostCtx {
     pub fn intent(&self) -> Option<&str> {
         self.intent.as_deref()
     }
+
+    /// Adds a secret value (one the host injects, such as a token put into
+    /// a request header) that is replaced by `[redacted:secret]` wherever
+    /// it appears from the next call on: in every event and preview, and
+    /// in data returned to the tool whether or not `[redact] outputs` is
+    /// set. An empty value is refused.
+    pub fn add_secret(&self, value: &str) -> Result<(), ConfigError> {
+        let mut current = self.corridor.redactor.write().unwrap_or_else(PoisonError::into_inner);
+        Arc::make_mut(&mut current).add_secret(value)
+    }
+
+    /// The detectors and secret values in force, to redact text the run
+    /// records outside the corridor (its own `task-start` and `task-end`).
+    pub fn redactor(&self) -> Arc<Redactor> {
+        self.corridor.redactor()
+    }
 }
 
 /// What an effect produced, for the `result` event.
@@ -282,6 +345,8 @@ impl HostCtx {
 pub(crate) struct Done<T> {
     pub value: T,
     pub bytes_out: u64,
+    /// Replacements made in the data returned to the tool.
+    pub redactions: Counts,
     pub status: Option<u16>,
     pub peer: Option<String>,
     pub exit_code: Option<i32>,
@@ -295,6 +360,7 @@ impl<T> Done<T> {
         Done {
             value,
             bytes_out,
+            redactions: Counts::new(),
             status: None,
             peer: None,
             exit_code: None,
@@ -311,6 +377,44 @@ struct Record<'a> {
     target: &'a str,
     dest: Option<&'a str>,
     intent: Option<&'a str>,
+    resolved: Option<&'a str>,
+    /// Replacements made in the fields above.
+    redactions: &'a Counts,
+}
+
+/// A call's text fields as the log stores them: redacted, with the
+/// replacements counted (those in the intent included).
+struct Shown<'t> {
+    target: Cow<'t, str>,
+    dest: Option<Cow<'t, str>>,
+    resolved: Option<Cow<'t, str>>,
+    counts: Counts,
+}
+
+impl<'t> Shown<'t> {
+    fn new(
+        redactor: &Redactor,
+        mut counts: Counts,
+        target: &'t str,
+        dest: Option<&'t str>,
+        resolved: Option<&'t str>,
+    ) -> Shown<'t> {
+        let target = redactor.redact(target, &mut counts);
+        let dest = dest.map(|d| redactor.redact(d, &mut counts));
+        let resolved = resolved.map(|r| redactor.redact(r, &mut counts));
+        Shown { target, dest, resolved, counts }
+    }
+
+    fn record<'a>(&'a self, capability: &'a str, intent: Option<&'a str>) -> Record<'a> {
+        Record {
+            capability,
+            target: &self.target,
+            dest: self.dest.as_deref(),
+            intent,
+            resolved: self.resolved.as_deref(),
+            redactions: &self.counts,
+        }
+    }
 }
 
 impl Corridor {
@@ -323,6 +427,11 @@ impl Corridor {
     /// True when something is staged: reads must consult the staging area.
     pub(crate) fn sees_staged(&self) -> bool {
         self.staging.as_deref().is_some_and(|s| !crate::staging::lock(s).is_empty())
+    }
+
+    /// The detectors and secret values in force now.
+    pub(crate) fn redactor(&self) -> Arc<Redactor> {
+        Arc::clone(&self.redactor.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The task id.
@@ -343,10 +452,13 @@ impl Corridor {
             agent: &self.task.agent,
             component: &self.task.component,
             policy: &self.policy.hash,
+            principal: Some(&self.task.principal),
             intent: r.intent,
             capability: Some(r.capability),
             target: Some(r.target),
             dest: r.dest,
+            resolved: r.resolved,
+            redactions: r.redactions.as_field(),
             ..Event::default()
         }
     }
@@ -391,6 +503,10 @@ impl Corridor {
             return Err(wasmtime::Error::msg(format!("the run is stopping: {stop:?}")));
         }
         let start = Instant::now();
+        let redactor = self.redactor();
+        let mut intent_counts = Counts::new();
+        let intent = intent.map(|i| redactor.redact(i, &mut intent_counts));
+        let intent = intent.as_deref();
         let cx = Ctx {
             policy: &self.policy,
             ws: &self.workspace,
@@ -398,6 +514,7 @@ impl Corridor {
             clock: &self.clock,
             launcher: self.launcher.as_deref(),
             staging: self.staging.as_deref(),
+            redactor: &redactor,
         };
         // Staged: recorded and kept for the end of the task, not approved
         // or applied now.
@@ -421,13 +538,13 @@ impl Corridor {
         let plan = match plan {
             Ok(plan) => plan,
             Err(r) => {
-                let rec = Record { capability, target: &r.target, dest: r.dest.as_deref(), intent };
+                let shown = Shown::new(&redactor, intent_counts, &r.target, r.dest.as_deref(), r.resolved.as_deref());
+                let rec = shown.record(capability, intent);
                 let mut ev = self.event(Kind::Call, &rec);
-                ev.resolved = r.resolved.as_deref();
                 ev.decision = Some(r.decision);
                 ev.rule = Some(&r.rule);
                 lock_audit(&self.audit).record(&ev);
-                self.record_result::<T>(&rec, Err(&r.error), bytes_in, None, start);
+                self.record_result::<T>(&redactor, &rec, Err(&r.error), bytes_in, None, start);
                 self.recorded()?;
                 if calls > cx.policy.limits.calls + CALLS_GRACE {
                     // Recorded like every refused call; then the run ends.
@@ -436,12 +553,14 @@ impl Corridor {
                 return Ok(Err(r.error));
             }
         };
-        let rec = Record { capability, target: &plan.target, dest: plan.dest.as_deref(), intent };
+        let mut shown =
+            Shown::new(&redactor, intent_counts, &plan.target, plan.dest.as_deref(), plan.resolved.as_deref());
+        let cwd = plan.cwd.as_deref().map(|d| redactor.redact(d, &mut shown.counts));
+        let rec = shown.record(capability, intent);
         let mut ev = self.event(Kind::Call, &rec);
-        ev.resolved = plan.resolved.as_deref();
         ev.headers = plan.headers.as_deref();
         ev.env = plan.env.as_deref();
-        ev.cwd = plan.cwd.as_deref();
+        ev.cwd = cwd.as_deref();
         ev.decision = Some(if plan.verdict == Verdict::Ask { Decision::Ask } else { Decision::Allow });
         ev.rule = Some(&plan.rule);
         ev.size = plan.size;
@@ -450,7 +569,7 @@ impl Corridor {
         let prepared = match plan.ready {
             Ok(p) => p,
             Err(e) => {
-                self.record_result::<T>(&rec, Err(&e), bytes_in, None, start);
+                self.record_result::<T>(&redactor, &rec, Err(&e), bytes_in, None, start);
                 self.recorded()?;
                 return Ok(Err(e));
             }
@@ -458,6 +577,10 @@ impl Corridor {
         if plan.verdict == Verdict::Ask && !staged {
             // Everything so far is on disk before a human sees anything.
             self.durable()?;
+            // The reviewer sees what the log stores: redacted text. The
+            // effect hash was made by `prepare` over the real bytes.
+            let mut seen = shown.counts.clone();
+            let preview = plan.preview.as_deref().map(|p| redactor.redact(p, &mut seen));
             self.clock.begin_wait();
             let answer = self.approver.lock().unwrap_or_else(PoisonError::into_inner).ask(&ApprovalRequest {
                 task: &self.task.id,
@@ -465,23 +588,24 @@ impl Corridor {
                 agent: &self.task.agent,
                 intent,
                 capability,
-                target: &plan.target,
-                dest: plan.dest.as_deref(),
+                target: rec.target,
+                dest: rec.dest,
                 rule: &plan.rule,
                 size: plan.size,
                 content_sha256: plan.content_sha256.as_deref(),
                 effect_sha256: &plan.effect_sha256,
                 require: &cx.policy.approval_require,
-                preview: plan.preview.as_deref(),
+                preview: preview.as_deref(),
                 timeout: cx.policy.approval_timeout,
             });
             self.clock.end_wait();
-            let mut ev = self.event(Kind::Approval, &rec);
+            let reason = redactor.redact(&answer.reason, &mut seen);
+            let mut ev = self.event(Kind::Approval, &Record { redactions: &seen, ..rec });
             ev.rule = Some(&plan.rule);
             ev.content_sha256 = plan.content_sha256.as_deref();
             ev.effect_sha256 = Some(&plan.effect_sha256);
             ev.decision = Some(if answer.approved { Decision::Approved } else { Decision::Rejected });
-            ev.reason = Some(&answer.reason);
+            ev.reason = Some(&reason);
             ev.approval = Some(ApprovalRecord {
                 via: answer.via,
                 by: answer.by.clone(),
@@ -491,7 +615,7 @@ impl Corridor {
             lock_audit(&self.audit).record(&ev);
             if !answer.approved {
                 let error = Error::NotApproved(answer.reason.clone());
-                self.record_result::<T>(&rec, Err(&error), bytes_in, None, start);
+                self.record_result::<T>(&redactor, &rec, Err(&error), bytes_in, None, start);
                 self.recorded()?;
                 return Ok(Err(error));
             }
@@ -501,32 +625,39 @@ impl Corridor {
             self.durable()?;
         }
         let outcome = act(cx, prepared);
-        self.record_result(&rec, outcome.as_ref().map(|_| ()), bytes_in, outcome.as_ref().ok(), start);
+        self.record_result(&redactor, &rec, outcome.as_ref().map(|_| ()), bytes_in, outcome.as_ref().ok(), start);
         self.recorded()?;
         Ok(outcome.map(|done| done.value))
     }
 
     fn record_result<T>(
         &self,
+        redactor: &Redactor,
         r: &Record<'_>,
         outcome: Result<(), &Error>,
         bytes_in: u64,
         done: Option<&Done<T>>,
         start: Instant,
     ) {
-        let mut ev = self.event(Kind::Result, r);
-        let reason;
+        let mut counts = r.redactions.clone();
+        let mut reason: Option<Cow<'_, str>> = None;
+        let mut name = "ok";
         match outcome {
             // A staged capability's `act` only ever stages.
-            Ok(()) if self.stages_writes() && STAGED.contains(&r.capability) => ev.outcome = Some("staged"),
-            Ok(()) => ev.outcome = Some("ok"),
+            Ok(()) if self.stages_writes() && STAGED.contains(&r.capability) => name = "staged",
+            Ok(()) => {}
             Err(e) => {
-                let (name, msg) = error_parts(e);
-                ev.outcome = Some(name);
-                reason = msg;
-                ev.reason = Some(reason);
+                let (n, msg) = error_parts(e);
+                name = n;
+                reason = Some(redactor.redact(msg, &mut counts));
             }
         }
+        if let Some(d) = done {
+            counts.merge(&d.redactions);
+        }
+        let mut ev = self.event(Kind::Result, &Record { redactions: &counts, ..*r });
+        ev.outcome = Some(name);
+        ev.reason = reason.as_deref();
         ev.bytes_in = Some(bytes_in);
         ev.bytes_out = Some(done.map_or(0, |d| d.bytes_out));
         ev.status_code = done.and_then(|d| d.status);

@@ -78,6 +78,14 @@ impl<'p> Gate<'p> {
         self.asked.display().to_owned()
     }
 
+    /// True when what is read here is returned redacted: `[redact]
+    /// outputs`, or the path asked or where it led is an `always` path.
+    fn redacts_read(&self) -> bool {
+        let mut paths = vec![&self.asked];
+        paths.extend(self.resolved.as_ref());
+        self.policy.redact.redacts_read(&paths)
+    }
+
     fn refuse(&self, decision: AuditDecision, rule: &str, error: Error) -> Box<Refusal> {
         Box::new(Refusal {
             decision,
@@ -187,6 +195,16 @@ impl<'p> Gate<'p> {
             ready,
         }
     }
+}
+
+/// Data read, as returned to the tool: redacted when `redact`, counted.
+fn returned(cx: Ctx<'_>, redact: bool, data: Vec<u8>) -> Done<Vec<u8>> {
+    let mut counts = sandbox_redact::Counts::new();
+    let data = cx.returned(redact, data, &mut counts);
+    let mut done = Done::new(data, 0);
+    done.bytes_out = done.value.len() as u64;
+    done.redactions = counts;
+    done
 }
 
 fn refusal(decision: AuditDecision, rule: &str, target: String, error: Error) -> Box<Refusal> {
@@ -340,20 +358,17 @@ impl wit::Host for HostCtx {
                                 )),
                             ));
                         }
-                        Ok((at, gate.target()))
+                        Ok((at, gate.target(), gate.redacts_read()))
                     }
                     Err(e) => Err(e),
                 };
                 Ok(gate.plan(false, ready))
             },
-            |Ctx { policy, ws, .. }, (at, shown)| match ws.read(&at, policy.limits.output).map_err(failed(&shown))? {
-                ReadOutcome::Data(d) => {
-                    let n = d.len() as u64;
-                    Ok(Done::new(d, n))
-                }
+            |cx, (at, shown, redact)| match cx.ws.read(&at, cx.policy.limits.output).map_err(failed(&shown))? {
+                ReadOutcome::Data(d) => Ok(returned(cx, redact, d)),
                 ReadOutcome::TooLarge => Err(Error::LimitExceeded(format!(
                     "`{shown}` is larger than the {} bytes reads are limited to",
-                    policy.limits.output
+                    cx.policy.limits.output
                 ))),
             },
         )

@@ -13,6 +13,7 @@ use crate::corridor::{Corridor, Ctx, Done, HostCtx, Plan, Refusal, effect_hash};
 use crate::net::{Exchange, NetError, Reply};
 use sandbox_audit::Decision;
 use sandbox_policy::http::{HostName, HttpTarget, check_header, check_method};
+use sandbox_redact::Counts;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
@@ -153,13 +154,23 @@ fn prepare(cx: Ctx<'_>, out: &Outgoing, shown: &str) -> Result<Plan<Exchange>, B
         }
     }
     plan.resolved = Some(resolved);
-    plan.ready = Ok(Exchange {
-        method: out.method.clone(),
-        target,
-        addrs,
-        headers: out.headers.clone(),
-        body: out.body.clone(),
-    });
+    // The rule's injected headers replace the tool's of the same name; the
+    // values exist only here, host-side, and never in the record.
+    let mut headers = out.headers.clone();
+    if let Some(r) = cx.policy.http.rules().iter().find(|r| r.name == rule) {
+        for (name, value) in &r.headers {
+            let Some(value) = value.render(&cx.policy.secret_values) else {
+                plan.ready = Err(Error::Failed(format!("the secret for header `{name}` is not available")));
+                return Ok(plan);
+            };
+            headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+            headers.push((name.clone(), value));
+            if let Some(recorded) = plan.headers.as_mut() {
+                recorded.push(format!("{name} (secret)"));
+            }
+        }
+    }
+    plan.ready = Ok(Exchange { method: out.method.clone(), target, addrs, headers, body: out.body.clone() });
     Ok(plan)
 }
 
@@ -170,9 +181,22 @@ fn act(cx: Ctx<'_>, ex: Exchange, asked: Option<Duration>) -> Result<Done<Reply>
         return Err(Error::LimitExceeded("the run has no time left for a request".into()));
     }
     match cx.net.exchange_ambient(&ex, timeout, cx.policy.limits.output) {
-        Ok(reply) => {
+        Ok(mut reply) => {
+            let mut counts = Counts::new();
+            let redact = cx.redacts_output();
+            reply.body = cx.returned(redact, std::mem::take(&mut reply.body), &mut counts);
+            let body_changed = !counts.is_empty();
+            for (name, value) in &mut reply.headers {
+                if body_changed && name.eq_ignore_ascii_case("content-length") {
+                    // The body the tool gets is the redacted one.
+                    *value = reply.body.len().to_string();
+                } else {
+                    *value = cx.returned_text(redact, std::mem::take(value), &mut counts);
+                }
+            }
             let (status, peer, bytes) = (reply.status, reply.peer.to_string(), reply.body.len() as u64);
             let mut done = Done::new(reply, bytes);
+            done.redactions = counts;
             done.status = Some(status);
             done.peer = Some(peer);
             Ok(done)

@@ -157,6 +157,23 @@ fn prepare(cx: Ctx<'_>, cmd: &Command, shown: &str) -> Result<Plan<(Spawn, Optio
     let mut env = vec![("PATH".to_owned(), SAFE_PATH.to_owned())];
     env.extend(rule.family.forced_env());
     env.extend(cmd.env.iter().cloned());
+    // The rule's secrets, set by the host for this program only.
+    let mut recorded_env: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    for (name, value) in &rule.secret_env {
+        let value = value.render(&cx.policy.secret_values).ok_or_else(|| {
+            Box::new(Refusal {
+                decision: Decision::Deny,
+                rule: rule.name.clone(),
+                target: shown.to_owned(),
+                dest: None,
+                resolved: None,
+                error: Error::Denied(format!("the secret for `{name}` is not available")),
+            })
+        })?;
+        env.retain(|(k, _)| k != name);
+        env.push((name.clone(), value));
+        recorded_env.push(format!("{name} (secret)"));
+    }
     let mut args: Vec<String> = rule.family.forced_args().iter().map(|a| (*a).to_owned()).collect();
     args.extend(cmd.args.iter().cloned());
     let verdict = if rule.approval { Verdict::Ask } else { Verdict::Allow };
@@ -173,7 +190,7 @@ fn prepare(cx: Ctx<'_>, cmd: &Command, shown: &str) -> Result<Plan<(Spawn, Optio
         preview: (verdict == Verdict::Ask).then(|| preview(&path, cmd, &real, sha.as_deref())),
         content_sha256: sha,
         headers: None,
-        env: Some(names.iter().map(|n| (*n).to_owned()).collect()),
+        env: Some(recorded_env),
         cwd: Some(real.display().to_owned()),
         effect_sha256: {
             let argv = argv_line(std::iter::once(path.as_str()).chain(cmd.args.iter().map(String::as_str)));
@@ -268,9 +285,13 @@ fn act(
         return Err(Error::LimitExceeded("the run has no time left for a command".into()));
     }
     let f: Finished = run_ambient(launcher, &spawn, timeout, cx.policy.limits.output).map_err(Error::Failed)?;
-    let bytes = (f.stdout.len() + f.stderr.len()) as u64;
-    let mut done =
-        Done::new(Output { exit_code: f.exit_code, stdout: f.stdout, stderr: f.stderr, truncated: f.truncated }, bytes);
+    let mut counts = sandbox_redact::Counts::new();
+    let redact = cx.redacts_output();
+    let stdout = cx.returned(redact, f.stdout, &mut counts);
+    let stderr = cx.returned(redact, f.stderr, &mut counts);
+    let bytes = (stdout.len() + stderr.len()) as u64;
+    let mut done = Done::new(Output { exit_code: f.exit_code, stdout, stderr, truncated: f.truncated }, bytes);
+    done.redactions = counts;
     done.exit_code = f.exit_code;
     done.truncated = Some(f.truncated);
     done.confinement = Some(f.confinement);

@@ -80,6 +80,18 @@ impl Out {
         }
     }
 
+    /// A rule's `when`: dropping it widens, adding it narrows.
+    fn when(&mut self, key: &str, old: Option<&crate::When>, new: Option<&crate::When>) {
+        let show = |w: Option<&crate::When>| w.map_or("everyone".to_owned(), |w| w.to_string());
+        let effect = match (old, new) {
+            (a, b) if a == b => return,
+            (Some(_), None) => Effect::Widens,
+            (None, Some(_)) => Effect::Narrows,
+            _ => Effect::Changes,
+        };
+        self.push(effect, format!("{key} when: {} -> {}", show(old), show(new)));
+    }
+
     fn flag(&mut self, key: &str, old: bool, new: bool, true_widens: bool) {
         if old != new {
             let effect = if new == true_widens { Effect::Widens } else { Effect::Narrows };
@@ -92,13 +104,36 @@ fn strings(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-fn require_strength(r: &Require) -> u32 {
+pub(crate) fn require_strength(r: &Require) -> u32 {
     match r {
         Require::Any => 1,
         Require::Role(_) => 1,
         Require::Min(n) => *n,
         Require::All(names) => names.len() as u32,
     }
+}
+
+/// `[identity]` and `[secrets]`: a token no longer required widens; other
+/// changes to who is trusted are changes.
+fn identity(out: &mut Out, old: &Policy, new: &Policy) {
+    let required = |p: &Policy| p.identity.as_ref().is_some_and(|i| i.required);
+    out.flag("identity.required", required(old), required(new), false);
+    if let (Some(a), Some(b)) = (&old.identity, &new.identity) {
+        for (key, x, y) in [("issuer", &a.issuer, &b.issuer), ("audience", &a.audience, &b.audience)] {
+            if x != y {
+                out.push(Effect::Changes, format!("identity.{key}: {x} -> {y}"));
+            }
+        }
+        if a.jwks != b.jwks {
+            out.push(Effect::Changes, "identity keys (jwks) changed".to_owned());
+        }
+        out.sets("identity.algorithms", &strings(&a.algorithms), &strings(&b.algorithms), Effect::Widens);
+    } else if old.identity.is_some() != new.identity.is_some() {
+        let effect = if new.identity.is_some() { Effect::Changes } else { Effect::Widens };
+        out.push(effect, format!("[identity] {}", if new.identity.is_some() { "added" } else { "removed" }));
+    }
+    let names = |p: &Policy| p.secrets.keys().cloned().collect::<Vec<_>>();
+    out.sets("secrets", &strings(&names(old)), &strings(&names(new)), Effect::Widens);
 }
 
 /// Every difference from `old` to `new`, widenings first.
@@ -108,6 +143,19 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
         let added = if name == "deny" { Effect::Narrows } else { Effect::Widens };
         out.sets(&format!("fs.{name}"), &strings(a), &strings(b), added);
     }
+
+    let grants = |p: &Policy| {
+        let mut out = Vec::new();
+        for (_, when, lists) in p.fs.grants() {
+            let when = when.map(|w| format!(" (when {w})")).unwrap_or_default();
+            for (list, globs) in lists {
+                out.extend(globs.iter().map(|g| format!("{list} {g}{when}")));
+            }
+        }
+        out
+    };
+    out.sets("fs.grant", &strings(&grants(old)), &strings(&grants(new)), Effect::Widens);
+    identity(&mut out, old, new);
 
     let (oh, nh) = (&old.http, &new.http);
     let urls = |p: &crate::HttpPolicy| p.rules().iter().map(|r| r.url().to_owned()).collect::<Vec<_>>();
@@ -121,6 +169,10 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
             out.flag(&format!("{key} {m} asks for approval"), o.asks(m), r.asks(m), false);
         }
         out.flag(&format!("{key} query"), o.allows_query(), r.allows_query(), true);
+        out.when(&key, o.when.as_ref(), r.when.as_ref());
+        let show = |h: &[(String, crate::secrets::Template)]| h.iter().map(|(n, t)| format!("{n}: {t}")).collect();
+        let (a, b): (Vec<String>, Vec<String>) = (show(&o.headers), show(&r.headers));
+        out.sets(&format!("{key} headers"), &strings(&a), &strings(&b), Effect::Widens);
     }
     let nets = |p: &crate::HttpPolicy| p.allow_private().iter().map(ToString::to_string).collect::<Vec<_>>();
     out.sets("http.allow_private", &strings(&nets(oh)), &strings(&nets(nh)), Effect::Widens);
@@ -141,6 +193,10 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
         out.sets(&format!("{key} deny_args"), &o.deny_args(), &r.deny_args(), Effect::Narrows);
         out.sets(&format!("{key} env"), &strings(&o.env), &strings(&r.env), Effect::Widens);
         out.flag(&format!("{key} asks for approval"), o.approval, r.approval, false);
+        out.when(&key, o.when.as_ref(), r.when.as_ref());
+        let show = |h: &[(String, crate::secrets::Template)]| h.iter().map(|(n, t)| format!("{n}={t}")).collect();
+        let (a, b): (Vec<String>, Vec<String>) = (show(&o.secret_env), show(&r.secret_env));
+        out.sets(&format!("{key} secret_env"), &strings(&a), &strings(&b), Effect::Widens);
         if o.cwd() != r.cwd() {
             let show = |c: Option<&str>| c.unwrap_or("(root only)").to_owned();
             out.push(Effect::Changes, format!("{key} cwd: {} -> {}", show(o.cwd()), show(r.cwd())));
@@ -252,5 +308,46 @@ mod tests {
         let req = "version = 1\n[approval]\nvia = \"http://a:1\"\nrequire = { min = 2 }\n";
         let any = "version = 1\n[approval]\nvia = \"http://a:1\"\nrequire = { any = true }\n";
         assert_eq!(lines(req, any), vec!["widens: approval.require: at least 2 reviewers -> any one reviewer"]);
+    }
+
+    #[test]
+    fn conditional_grants_identity_and_secrets_are_compared() {
+        let old = "version = 1
+[identity]
+issuer = \"i\"
+audience = \"a\"
+jwks = \"j\"
+required = true
+[[fs.grant]]
+read = [\"records/**\"]
+when = { claims = { role = [\"clinician\"] } }
+[[http.allow]]
+url = \"https://x.example/**\"
+when = { tier = [\"interactive\"] }
+";
+        let new = "version = 1
+[identity]
+issuer = \"i\"
+audience = \"a\"
+jwks = \"j\"
+[secrets.k]
+env = \"K\"
+[[fs.grant]]
+read = [\"records/**\"]
+[[http.allow]]
+url = \"https://x.example/**\"
+headers = { Authorization = \"Bearer {secrets.k}\" }
+";
+        let l = lines(old, new);
+        for want in [
+            "widens: fs.grant + read records/**",
+            "narrows: fs.grant - read records/** (when role = clinician)",
+            "widens: identity.required: true -> false",
+            "widens: secrets + k",
+            "widens: http.allow https://x.example/** when: tier = interactive -> everyone",
+            "widens: http.allow https://x.example/** headers + Authorization: Bearer {secrets.k}",
+        ] {
+            assert!(l.iter().any(|x| x == want), "{want} not in {l:?}");
+        }
     }
 }

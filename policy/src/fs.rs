@@ -17,6 +17,7 @@
 //! tool can walk to what it may read; listings omit every entry the tool
 //! could neither read nor walk through.
 
+use crate::caller::{Caller, When};
 use crate::path::RelPath;
 use globset::{Candidate, Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use std::borrow::Cow;
@@ -152,12 +153,18 @@ pub(crate) struct GlobError {
 
 impl GlobList {
     pub(crate) fn compile(list: &str, patterns: &[String], case_insensitive: bool) -> Result<GlobList, GlobError> {
+        let named: Vec<(&str, &str)> = patterns.iter().map(|p| (list, p.as_str())).collect();
+        GlobList::compile_named(&named, case_insensitive)
+    }
+
+    /// Compiles globs that come from different lists: (list name, glob).
+    pub(crate) fn compile_named(entries: &[(&str, &str)], case_insensitive: bool) -> Result<GlobList, GlobError> {
         let mut set = GlobSetBuilder::new();
         let mut dir_set = GlobSetBuilder::new();
         let mut dir_index = Vec::new();
-        let mut rules = Vec::with_capacity(patterns.len());
-        let mut normal = Vec::with_capacity(patterns.len());
-        for (index, raw) in patterns.iter().enumerate() {
+        let mut rules = Vec::with_capacity(entries.len());
+        let mut normal = Vec::with_capacity(entries.len());
+        for (index, (list, raw)) in entries.iter().enumerate() {
             let err = |message| GlobError { index, message };
             let pattern = validate_pattern(raw).map_err(err)?;
             set.add(build_glob(&pattern, case_insensitive).map_err(err)?);
@@ -165,7 +172,11 @@ impl GlobList {
                 dir_set.add(build_glob(dir, case_insensitive).map_err(err)?);
                 dir_index.push(index);
             }
-            rules.push(format!("{list}:{pattern}"));
+            // A list name may carry a note for the rule: `fs.grant[0].read (when …)`.
+            rules.push(match list.split_once(" (") {
+                Some((list, note)) => format!("{list}:{pattern} ({note}"),
+                None => format!("{list}:{pattern}"),
+            });
             normal.push(pattern);
         }
         let built = |b: GlobSetBuilder| b.build().map_err(|e| GlobError { index: 0, message: e.to_string() });
@@ -174,7 +185,7 @@ impl GlobList {
 
     /// The first glob (in manifest order) matching the path, and with
     /// `dir_self` also the first `d/**` whose `d` is the path.
-    fn find(&self, candidate: &Candidate<'_>, dir_self: bool) -> Option<usize> {
+    pub(crate) fn find(&self, candidate: &Candidate<'_>, dir_self: bool) -> Option<usize> {
         if self.set.is_match_candidate(candidate) {
             return self.set.matches_candidate(candidate).into_iter().min();
         }
@@ -184,6 +195,11 @@ impl GlobList {
         None
     }
 
+    /// (list name, glob) for each glob, as [`GlobList::compile_named`] takes them.
+    pub(crate) fn entries(&self) -> Vec<(&str, &str)> {
+        self.rules.iter().zip(&self.patterns).map(|(r, p)| (rule_list(r), p.as_str())).collect()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }
@@ -191,6 +207,11 @@ impl GlobList {
     pub(crate) fn rule(&self, index: usize) -> &str {
         &self.rules[index]
     }
+}
+
+/// The list part of a rule name (`fs.read` of `fs.read:src/**`).
+fn rule_list(rule: &str) -> &str {
+    rule.split_once(':').map_or(rule, |(l, _)| l)
 }
 
 fn build_glob(pattern: &str, case_insensitive: bool) -> Result<Glob, String> {
@@ -329,7 +350,31 @@ pub struct FsPolicy {
     walk: Walk,
     /// Exact workspace paths no operation may touch (manifest, audit log).
     protected_paths: Vec<(String, String)>,
+    /// `[[fs.grant]]` tables, as written; they join the lists above once
+    /// [`FsPolicy::for_caller`] finds their conditions met.
+    pub(crate) grants: Vec<FsGrant>,
+    /// The read and write globs of grants whose conditions were not met,
+    /// named after them: consulted only to name the rule of a denial.
+    unmet: Option<Box<[GlobList; 2]>>,
 }
+
+/// One `[[fs.grant]]` table.
+#[derive(Debug, Clone)]
+pub(crate) struct FsGrant {
+    /// Its position among the `[[fs.grant]]` tables.
+    pub(crate) index: usize,
+    /// Who it is for; `None`: everyone.
+    pub(crate) when: Option<When>,
+    /// Its `read`, `write` and `auto_approve` globs, validated.
+    pub(crate) lists: [Vec<String>; 3],
+}
+
+/// One `[[fs.grant]]` for display: its index, its condition, and
+/// (list name, globs) for `read`, `write`, `auto_approve`.
+pub type GrantView<'a> = (usize, Option<&'a When>, [(&'static str, &'a [String]); 3]);
+
+/// The list names of [`FsGrant::lists`].
+const GRANT_LISTS: [&str; 3] = ["read", "write", "auto_approve"];
 
 impl FsPolicy {
     pub(crate) fn new(read: GlobList, write: GlobList, auto_approve: GlobList, deny: GlobList) -> FsPolicy {
@@ -338,7 +383,85 @@ impl FsPolicy {
         let protected_writes = GlobList::compile("builtin:protected", &builtin, true)
             .unwrap_or_else(|e| panic!("built-in protection {e:?} does not compile"));
         let walk = Walk::compile(&read.patterns);
-        FsPolicy { read, write, auto_approve, deny, protected_writes, walk, protected_paths: Vec::new() }
+        FsPolicy {
+            read,
+            write,
+            auto_approve,
+            deny,
+            protected_writes,
+            walk,
+            protected_paths: Vec::new(),
+            grants: Vec::new(),
+            unmet: None,
+        }
+    }
+
+    /// The policy for one caller: the `[[fs.grant]]` tables whose `when`
+    /// holds join the read, write and auto-approve lists (after the plain
+    /// `[fs]` globs, so those decide first); the others are kept only to
+    /// name the rule of a denial they would have allowed.
+    pub fn for_caller(&self, caller: &Caller) -> FsPolicy {
+        if self.grants.is_empty() {
+            return self.clone();
+        }
+        let base = [&self.read, &self.write, &self.auto_approve];
+        let mut lists: [Vec<(String, String)>; 3] = Default::default();
+        let mut unmet: [Vec<(String, String)>; 2] = Default::default();
+        for (i, list) in base.iter().enumerate() {
+            lists[i] = list.entries().into_iter().map(|(l, p)| (l.to_owned(), p.to_owned())).collect();
+        }
+        for g in &self.grants {
+            let met = g.when.as_ref().is_none_or(|w| w.holds(caller));
+            for (i, globs) in g.lists.iter().enumerate() {
+                let name = format!("fs.grant[{}].{}", g.index, GRANT_LISTS[i]);
+                for glob in globs {
+                    if met {
+                        lists[i].push((name.clone(), glob.clone()));
+                    } else if i < 2 {
+                        let when = g.when.as_ref().map(ToString::to_string).unwrap_or_default();
+                        unmet[i].push((format!("{name} (when {when}: not met)"), glob.clone()));
+                    }
+                }
+            }
+        }
+        // Every glob compiled once already when the manifest was read.
+        let compile = |entries: &[(String, String)]| {
+            let named: Vec<(&str, &str)> = entries.iter().map(|(l, p)| (l.as_str(), p.as_str())).collect();
+            GlobList::compile_named(&named, false).unwrap_or_else(|e| panic!("a validated glob failed: {e:?}"))
+        };
+        let [read, write, auto_approve] = &lists;
+        let mut out = FsPolicy::new(compile(read), compile(write), compile(auto_approve), self.deny.clone());
+        out.protected_paths = self.protected_paths.clone();
+        out.grants = self.grants.clone();
+        if unmet.iter().any(|u| !u.is_empty()) {
+            out.unmet = Some(Box::new([compile(&unmet[0]), compile(&unmet[1])]));
+        }
+        out
+    }
+
+    /// The denial when no grant allows the call: named after a grant for
+    /// other callers that would have, else `default`.
+    fn denied(&self, write: bool, path: &Candidate<'_>, dir_self: bool) -> Decision<'_> {
+        if let Some(unmet) = &self.unmet {
+            let list = &unmet[usize::from(write)];
+            if let Some(i) = list.find(path, dir_self) {
+                return deny(list.rule(i));
+            }
+        }
+        deny("default")
+    }
+
+    /// The `[[fs.grant]]` tables for display: index, condition, and
+    /// (list name, globs).
+    pub fn grants(&self) -> impl Iterator<Item = GrantView<'_>> {
+        self.grants.iter().map(|g| {
+            let lists = [
+                (GRANT_LISTS[0], &g.lists[0][..]),
+                (GRANT_LISTS[1], &g.lists[1][..]),
+                (GRANT_LISTS[2], &g.lists[2][..]),
+            ];
+            (g.index, g.when.as_ref(), lists)
+        })
     }
 
     /// Refuses every operation on one exact workspace path, such as the
@@ -371,7 +494,7 @@ impl FsPolicy {
         let exact = Candidate::new(nfc.as_ref());
         if op.is_write() {
             let Some(grant) = self.write.find(&exact, op.dir_self()) else {
-                return deny("default");
+                return self.denied(true, &exact, op.dir_self());
             };
             return match self.auto_approve.find(&exact, op.dir_self()) {
                 Some(i) => allow(self.auto_approve.rule(i)),
@@ -386,7 +509,7 @@ impl FsPolicy {
         {
             return allow(self.read.rule(i));
         }
-        deny("default")
+        self.denied(false, &exact, op.dir_self())
     }
 
     /// True when a listing may show `entry` (a child of a listed directory):

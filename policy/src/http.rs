@@ -254,9 +254,20 @@ pub struct HttpRule {
     /// `Some(true)`: always ask; `Some(false)`: never; `None`: by method.
     approval: Option<bool>,
     query: bool,
+    /// Who the rule is for; `None`: everyone.
+    pub when: Option<crate::caller::When>,
+    /// `headers`: set by the host on every request this rule allows,
+    /// replacing the tool's header of the same name.
+    pub headers: Vec<(String, crate::secrets::Template)>,
 }
 
 impl HttpRule {
+    /// The same rule under another name (a task manifest's rules are
+    /// recorded as `task.…`).
+    pub(crate) fn renamed(&self, name: String) -> HttpRule {
+        HttpRule { name, ..self.clone() }
+    }
+
     /// The methods the rule allows.
     pub fn methods(&self) -> &[String] {
         &self.methods
@@ -356,6 +367,8 @@ pub(crate) fn compile_rule(index: usize, spec: RuleSpec<'_>) -> Result<HttpRule,
         methods,
         approval: spec.approval,
         query: spec.query,
+        when: None,
+        headers: Vec::new(),
     })
 }
 
@@ -429,6 +442,13 @@ impl HttpPolicy {
     /// is denied.
     pub fn none() -> HttpPolicy {
         HttpPolicy::new(Vec::new(), Vec::new(), DEFAULT_TIMEOUT, Vec::new())
+    }
+
+    /// The policy for one caller: the rules whose `when` holds.
+    pub fn for_caller(&self, caller: &crate::caller::Caller) -> HttpPolicy {
+        let mut out = self.clone();
+        out.rules.retain(|r| r.when.as_ref().is_none_or(|w| w.holds(caller)));
+        out
     }
 
     /// The compiled rules.

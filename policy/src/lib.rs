@@ -8,21 +8,27 @@
 //!
 //! Deny by default: a manifest that grants nothing lets a tool do nothing.
 
+pub mod caller;
 pub mod diff;
 pub mod fs;
 pub mod http;
 pub mod manifest;
+pub mod narrow;
 pub mod path;
 pub mod process;
+pub mod redact;
+pub mod secrets;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use caller::{Caller, IdentitySettings, Jwks, Tier, When};
 pub use fs::{Decision, FsOp, FsPolicy, Verdict};
 pub use http::{HttpPolicy, HttpTarget};
 pub use manifest::{ManifestError, load, parse};
 pub use path::{PathError, RelPath};
 pub use process::{ProcessPolicy, ProcessRule};
+pub use redact::RedactSettings;
 
 /// How long a human has to answer an approval request when the manifest
 /// does not say.
@@ -66,6 +72,30 @@ pub struct Policy {
     /// The rest of `[audit]`: signing, checkpoints, retention, rotation,
     /// sinks.
     pub audit: AuditSettings,
+    /// `[identity]`: how identity tokens are verified; `None`: no tokens
+    /// are accepted, and `--user` is recorded as unverified.
+    pub identity: Option<IdentitySettings>,
+    /// `[secrets.NAME]`: where each secret's value comes from.
+    pub secrets: std::collections::BTreeMap<String, secrets::SecretSource>,
+    /// The secrets' values, read by the runtime when a run starts (empty
+    /// until then); `Debug` shows only their names.
+    pub secret_values: secrets::SecretValues,
+    /// `[redact]`: detectors applied to the audit log, and to data returned
+    /// to the tool with `outputs = true` or for `always` paths.
+    pub redact: RedactSettings,
+}
+
+impl Policy {
+    /// The policy for one caller: grants and rules limited by `when` to
+    /// other tiers or claims are dropped (fs grants are kept only to name
+    /// the rule of a denial). Resolved once per run, before the tool starts.
+    pub fn for_caller(&self, caller: &Caller) -> Policy {
+        let mut out = self.clone();
+        out.fs = self.fs.for_caller(caller);
+        out.http = self.http.for_caller(caller);
+        out.process = self.process.for_caller(caller);
+        out
+    }
 }
 
 /// `[audit]` besides `path`.

@@ -6,13 +6,17 @@
 //! the whole workspace without `fs.allow_broad`, a zero limit). Every error
 //! is one line naming the file, the line and the key.
 
-use crate::fs::{FsPolicy, GlobList, broad_globs};
+use crate::caller::{IdentitySettings, Jwks, Tier, When};
+use crate::fs::{FsGrant, FsPolicy, GlobList, broad_globs};
 use crate::http::{HttpPolicy, RuleSpec, compile_rule, parse_cidr};
 use crate::process::{ProcessPolicy, ProcessRule, RuleSpec as ProcessSpec};
-use crate::{ApprovalVia, AuditSettings, Limits, Policy, Require, Retention, Sink, SinkTarget, Writes};
+use crate::secrets::{SecretSource, SecretValues, Template};
+use crate::{ApprovalVia, AuditSettings, Limits, Policy, RedactSettings, Require, Retention, Sink, SinkTarget, Writes};
+use sandbox_redact::{ConfigError, MAX_PATTERNS, Pattern, Redactor};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -92,6 +96,49 @@ struct RawManifest {
     audit: Option<RawAudit>,
     http: Option<RawHttp>,
     process: Option<RawProcess>,
+    redact: Option<RawRedact>,
+    identity: Option<RawIdentity>,
+    secrets: Option<BTreeMap<String, Spanned<RawSecret>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    env: Option<Spanned<String>>,
+    file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    issuer: Spanned<String>,
+    audience: Spanned<String>,
+    jwks: Option<Spanned<String>>,
+    #[serde(default)]
+    keys: Vec<Spanned<toml::Table>>,
+    algorithms: Option<Vec<Spanned<String>>>,
+    required: Option<bool>,
+    #[serde(default)]
+    claims: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWhen {
+    tier: Option<Vec<Spanned<String>>>,
+    claims: Option<BTreeMap<String, Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFsGrant {
+    #[serde(default)]
+    read: Vec<Spanned<String>>,
+    #[serde(default)]
+    write: Vec<Spanned<String>>,
+    #[serde(default)]
+    auto_approve: Vec<Spanned<String>>,
+    when: Option<Spanned<RawWhen>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -119,6 +166,8 @@ struct RawProcessRule {
     match_examples: Vec<Spanned<String>>,
     #[serde(default)]
     not_match: Vec<Spanned<String>>,
+    when: Option<Spanned<RawWhen>>,
+    secret_env: Option<BTreeMap<String, Spanned<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -140,6 +189,8 @@ struct RawHttpRule {
     methods: Option<Spanned<Vec<Spanned<String>>>>,
     approval: Option<Spanned<String>>,
     query: Option<bool>,
+    when: Option<Spanned<RawWhen>>,
+    headers: Option<BTreeMap<String, Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -161,6 +212,8 @@ struct RawFs {
     deny: Vec<Spanned<String>>,
     #[serde(default)]
     allow_broad: Vec<Spanned<String>>,
+    #[serde(default)]
+    grant: Vec<RawFsGrant>,
 }
 
 #[derive(Deserialize)]
@@ -201,6 +254,23 @@ struct RawAudit {
     rotate: Option<Spanned<Size>>,
     #[serde(default)]
     sink: Vec<RawSink>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedact {
+    outputs: Option<bool>,
+    detectors: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    patterns: Vec<Spanned<RawPattern>>,
+    always: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPattern {
+    name: Spanned<String>,
+    regex: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -251,6 +321,13 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Policy, ManifestErro
 
 /// Reads a manifest file and compiles it.
 pub fn load(path: &Path) -> Result<Policy, ManifestError> {
+    let (file, text, base) = read(path)?;
+    parse(&file, &text, &base)
+}
+
+/// Reads a manifest file: its name as given, its text, and the directory
+/// its relative paths start from.
+pub(crate) fn read(path: &Path) -> Result<(String, String, PathBuf), ManifestError> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| ManifestError {
         file: file.clone(),
@@ -266,7 +343,7 @@ pub fn load(path: &Path) -> Result<Policy, ManifestError> {
     })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
-    parse(&file, &text, &base)
+    Ok((file, text, base))
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -408,10 +485,11 @@ impl Compiler<'_> {
         };
         let (approval_via, approval_timeout, approval_require, approval_writes) =
             self.compile_approval(raw.approval)?;
+        let secrets = self.compile_secrets(raw.secrets)?;
         let fs = self.compile_fs(raw.fs.unwrap_or_default())?;
-        let http = self.compile_http(raw.http.unwrap_or_default())?;
+        let http = self.compile_http(raw.http.unwrap_or_default(), &secrets)?;
         let process_span = raw.process.as_ref().and_then(|p| p.allow.first()).map(|r| r.program.span());
-        let process = self.compile_process(raw.process.unwrap_or_default())?;
+        let process = self.compile_process(raw.process.unwrap_or_default(), &secrets)?;
         // Programs write the workspace directly; staged changes could not
         // be rejected as a whole.
         if approval_writes == Writes::EndOfTask
@@ -425,6 +503,8 @@ impl Compiler<'_> {
         }
         let limits = self.compile_limits(raw.limits)?;
         let (audit_path, audit) = self.compile_audit(raw.audit)?;
+        let redact = self.compile_redact(raw.redact)?;
+        let identity = raw.identity.map(|i| self.compile_identity(i)).transpose()?;
         Ok(Policy {
             name,
             description: raw.description.map(Spanned::into_inner),
@@ -441,6 +521,10 @@ impl Compiler<'_> {
             limits,
             audit_path,
             audit,
+            redact,
+            identity,
+            secrets,
+            secret_values: SecretValues::default(),
         })
     }
 
@@ -472,7 +556,16 @@ impl Compiler<'_> {
                 }
             }
         }
-        for (list, values) in [("read", &raw.read), ("write", &raw.write), ("auto_approve", &raw.auto_approve)] {
+        let mut lists =
+            vec![("fs", "read", &raw.read), ("fs", "write", &raw.write), ("fs", "auto_approve", &raw.auto_approve)];
+        for g in &raw.grant {
+            lists.extend([
+                ("fs.grant", "read", &g.read),
+                ("fs.grant", "write", &g.write),
+                ("fs.grant", "auto_approve", &g.auto_approve),
+            ]);
+        }
+        for (section, list, values) in lists {
             if broad_ok.iter().any(|b| b == list) {
                 continue;
             }
@@ -489,22 +582,91 @@ impl Compiler<'_> {
                 };
                 return Err(self.err(
                     last.span(),
-                    &format!("fs.{list}"),
+                    &format!("{section}.{list}"),
                     format!(
                         "{what} the whole workspace; list what the tool needs, or add \"{list}\" to `fs.allow_broad` to mean it"
                     ),
                 ));
             }
         }
-        Ok(FsPolicy::new(
+        let mut fs = FsPolicy::new(
             self.globs("read", &raw.read, false)?,
             self.globs("write", &raw.write, false)?,
             self.globs("auto_approve", &raw.auto_approve, false)?,
             self.globs("deny", &raw.deny, true)?,
-        ))
+        );
+        for (index, g) in raw.grant.into_iter().enumerate() {
+            let key = |list: &str| format!("fs.grant.{list}");
+            let mut lists: [Vec<String>; 3] = Default::default();
+            for (i, (list, values)) in
+                [("read", &g.read), ("write", &g.write), ("auto_approve", &g.auto_approve)].into_iter().enumerate()
+            {
+                let strings: Vec<String> = values.iter().map(|v| v.get_ref().clone()).collect();
+                let compiled = GlobList::compile(&key(list), &strings, false)
+                    .map_err(|e| self.err(values[e.index].span(), &key(list), e.message))?;
+                lists[i] = compiled.patterns;
+            }
+            if lists.iter().all(Vec::is_empty) {
+                let span = g.when.as_ref().map_or(0..0, Spanned::span);
+                return Err(self.err(span, "fs.grant", "grants nothing; give `read`, `write` or `auto_approve`"));
+            }
+            let when = self.compile_when(g.when, "fs.grant")?;
+            fs.grants.push(FsGrant { index, when, lists });
+        }
+        Ok(fs)
     }
 
-    fn compile_process(&self, raw: RawProcess) -> Result<ProcessPolicy, ManifestError> {
+    fn compile_secrets(
+        &self,
+        raw: Option<BTreeMap<String, Spanned<RawSecret>>>,
+    ) -> Result<BTreeMap<String, SecretSource>, ManifestError> {
+        let mut out = BTreeMap::new();
+        for (name, spec) in raw.unwrap_or_default() {
+            let key = format!("secrets.{name}");
+            let span = spec.span();
+            if !crate::secrets::valid_name(&name) {
+                return Err(self.err(span, &key, "a secret's name is 1 to 64 of a-z, 0-9, `_`, `-`"));
+            }
+            let source = match spec.into_inner() {
+                RawSecret { env: Some(var), file: None } => {
+                    let v = var.get_ref();
+                    if v.is_empty() || v.contains(['=', '\0']) {
+                        return Err(self.err(var.span(), &format!("{key}.env"), "must name an environment variable"));
+                    }
+                    SecretSource::Env(v.clone())
+                }
+                RawSecret { env: None, file: Some(file) } => {
+                    SecretSource::File(self.relative_path(&file, &format!("{key}.file"))?)
+                }
+                _ => return Err(self.err(span, &key, "give exactly one of `env` or `file`")),
+            };
+            out.insert(name, source);
+        }
+        Ok(out)
+    }
+
+    /// `{ NAME = "text {secrets.x}" }`, each name checked by `check`.
+    fn templates(
+        &self,
+        raw: Option<BTreeMap<String, Spanned<String>>>,
+        key: &str,
+        secrets: &BTreeMap<String, SecretSource>,
+        check: impl Fn(&str) -> Result<(), String>,
+    ) -> Result<Vec<(String, Template)>, ManifestError> {
+        let mut out = Vec::new();
+        for (name, value) in raw.unwrap_or_default() {
+            check(&name).map_err(|m| self.err(value.span(), key, m))?;
+            let t = Template::parse(value.get_ref(), secrets).map_err(|m| self.err(value.span(), key, m))?;
+            out.push((name, t));
+        }
+        Ok(out)
+    }
+
+    fn compile_process(
+        &self,
+        raw: RawProcess,
+        secrets: &BTreeMap<String, SecretSource>,
+    ) -> Result<ProcessPolicy, ManifestError> {
         let mut rules: Vec<ProcessRule> = Vec::with_capacity(raw.allow.len());
         for (i, r) in raw.allow.into_iter().enumerate() {
             let key = |k: &str| format!("process.allow.{k}");
@@ -544,7 +706,7 @@ impl Compiler<'_> {
                 cwd: r.cwd.as_ref().map(|c| c.get_ref().clone()),
                 timeout,
             };
-            let rule = ProcessRule::compile(i, spec).map_err(|(k, message)| {
+            let mut rule = ProcessRule::compile(i, spec).map_err(|(k, message)| {
                 let span = match k {
                     "program" => r.program.span(),
                     "args" => r.args.first().map_or(r.program.span(), Spanned::span),
@@ -575,12 +737,23 @@ impl Compiler<'_> {
                     ));
                 }
             }
+            rule.when = self.compile_when(r.when, "process.allow")?;
+            rule.secret_env = self.templates(r.secret_env, "process.allow.secret_env", secrets, |name| {
+                if name.is_empty() || name.contains(['=', '\0']) || crate::process::env_forbidden(name) {
+                    return Err(format!("`{name}` cannot be set for a program"));
+                }
+                Ok(())
+            })?;
             rules.push(rule);
         }
         Ok(ProcessPolicy::new(rules))
     }
 
-    fn compile_http(&self, raw: RawHttp) -> Result<HttpPolicy, ManifestError> {
+    fn compile_http(
+        &self,
+        raw: RawHttp,
+        secrets: &BTreeMap<String, SecretSource>,
+    ) -> Result<HttpPolicy, ManifestError> {
         let mut rules = Vec::with_capacity(raw.allow.len());
         for (i, r) in raw.allow.into_iter().enumerate() {
             let approval = match &r.approval {
@@ -599,12 +772,16 @@ impl Compiler<'_> {
             };
             let methods = r.methods.as_ref().map(|m| m.get_ref().iter().map(|s| s.get_ref().clone()).collect());
             let spec = RuleSpec { url: r.url.get_ref(), methods, approval, query: r.query.unwrap_or(true) };
-            let rule = compile_rule(i, spec).map_err(|(key, message)| {
+            let mut rule = compile_rule(i, spec).map_err(|(key, message)| {
                 let span = match (key, &r.methods) {
                     ("methods", Some(m)) => m.span(),
                     _ => r.url.span(),
                 };
                 self.err(span, &format!("http.allow.{key}"), message)
+            })?;
+            rule.when = self.compile_when(r.when, "http.allow")?;
+            rule.headers = self.templates(r.headers, "http.allow.headers", secrets, |name| {
+                crate::http::check_header(name, "x").map(|_| ())
             })?;
             rules.push(rule);
         }
@@ -871,6 +1048,137 @@ impl Compiler<'_> {
         Ok(Sink { name, target })
     }
 
+    fn compile_redact(&self, raw: Option<RawRedact>) -> Result<RedactSettings, ManifestError> {
+        let mut settings = RedactSettings::default();
+        let Some(raw) = raw else { return Ok(settings) };
+        settings.outputs = raw.outputs.unwrap_or(false);
+        if raw.detectors.is_some() || !raw.patterns.is_empty() {
+            // Absent: the default set; `[]`: no built-in, patterns only.
+            let detectors = raw.detectors.as_deref();
+            let names: Vec<&str> = match detectors {
+                None => vec![sandbox_redact::DEFAULT],
+                Some(d) => d.iter().map(|d| d.get_ref().as_str()).collect(),
+            };
+            let span_of =
+                |list: Option<&[Spanned<String>]>, i: usize| list.and_then(|l| l.get(i)).map_or(0..0, |v| v.span());
+            let patterns: Vec<Pattern> = raw
+                .patterns
+                .iter()
+                .map(|p| Pattern {
+                    name: p.get_ref().name.get_ref().clone(),
+                    regex: p.get_ref().regex.get_ref().clone(),
+                })
+                .collect();
+            settings.redactor = Redactor::new(&names, &patterns).map_err(|e| match &e {
+                ConfigError::UnknownDetector { index, .. } => {
+                    self.err(span_of(detectors, *index), "redact.detectors", e.to_string())
+                }
+                ConfigError::PatternName { index, .. } => {
+                    self.err(raw.patterns[*index].get_ref().name.span(), "redact.patterns", e.to_string())
+                }
+                ConfigError::PatternRegex { index, .. } => {
+                    self.err(raw.patterns[*index].get_ref().regex.span(), "redact.patterns", e.to_string())
+                }
+                ConfigError::TooManyPatterns { .. } | ConfigError::Literal(_) => {
+                    let span = raw.patterns.get(MAX_PATTERNS).map_or(0..0, |p| p.span());
+                    self.err(span, "redact.patterns", e.to_string())
+                }
+            })?;
+        }
+        if let Some(always) = raw.always {
+            let strings: Vec<String> = always.iter().map(|v| v.get_ref().clone()).collect();
+            settings.always = GlobList::compile("redact.always", &strings, true)
+                .map_err(|e| self.err(always[e.index].span(), "redact.always", e.message))?;
+        }
+        Ok(settings)
+    }
+
+    fn compile_identity(&self, raw: RawIdentity) -> Result<IdentitySettings, ManifestError> {
+        for (v, key) in [(&raw.issuer, "identity.issuer"), (&raw.audience, "identity.audience")] {
+            if v.get_ref().is_empty() || v.get_ref().chars().any(char::is_control) {
+                return Err(self.err(v.span(), key, "must be non-empty text without control characters"));
+            }
+        }
+        let jwks = match (&raw.jwks, raw.keys.first()) {
+            (Some(file), None) => Jwks::File(self.relative_path(file, "identity.jwks")?),
+            (None, Some(_)) => {
+                let keys: Vec<&toml::Table> = raw.keys.iter().map(|k| k.get_ref()).collect();
+                let json = serde_json::to_string(&serde_json::json!({ "keys": keys }))
+                    .map_err(|e| self.err(raw.keys[0].span(), "identity.keys", e.to_string()))?;
+                Jwks::Inline(json)
+            }
+            (Some(file), Some(_)) => {
+                return Err(self.err(
+                    file.span(),
+                    "identity.jwks",
+                    "give `jwks` (a file) or `[[identity.keys]]`, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(self.err(
+                    raw.issuer.span(),
+                    "identity",
+                    "needs the identity provider's public keys: `jwks = \"FILE\"` or `[[identity.keys]]`",
+                ));
+            }
+        };
+        let algorithms = match &raw.algorithms {
+            None => sandbox_identity::DEFAULT_ALGORITHMS.iter().map(|a| a.to_string()).collect(),
+            Some(list) => {
+                if list.is_empty() {
+                    return Err(self.err(raw.issuer.span(), "identity.algorithms", "must name at least one algorithm"));
+                }
+                for a in list {
+                    sandbox_identity::parse_algorithm(a.get_ref())
+                        .map_err(|e| self.err(a.span(), "identity.algorithms", e))?;
+                }
+                list.iter().map(|a| a.get_ref().clone()).collect()
+            }
+        };
+        let mut claims = Vec::new();
+        for c in &raw.claims {
+            let name = c.get_ref();
+            if name.is_empty() || name.chars().any(char::is_control) {
+                return Err(self.err(c.span(), "identity.claims", "claim names must be non-empty text"));
+            }
+            claims.push(name.clone());
+        }
+        Ok(IdentitySettings {
+            issuer: raw.issuer.into_inner(),
+            audience: raw.audience.into_inner(),
+            jwks,
+            algorithms,
+            required: raw.required.unwrap_or(false),
+            claims,
+        })
+    }
+
+    fn compile_when(&self, raw: Option<Spanned<RawWhen>>, key: &str) -> Result<Option<When>, ManifestError> {
+        let Some(raw) = raw else { return Ok(None) };
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let mut tiers = Vec::new();
+        for t in raw.tier.iter().flatten() {
+            tiers.push(Tier::parse(t.get_ref()).map_err(|e| self.err(t.span(), &format!("{key}.when.tier"), e))?);
+        }
+        let claims = raw.claims.unwrap_or_default();
+        if claims.iter().any(|(name, values)| name.is_empty() || values.is_empty()) {
+            return Err(self.err(
+                span,
+                &format!("{key}.when.claims"),
+                "each claim needs a name and at least one value",
+            ));
+        }
+        if tiers.is_empty() && claims.is_empty() {
+            return Err(self.err(
+                span,
+                &format!("{key}.when"),
+                "names no condition; give `tier` or `claims`, or drop `when`",
+            ));
+        }
+        Ok(Some(When { tiers, claims }))
+    }
+
     fn compile_limits(&self, raw: Option<RawLimits>) -> Result<Limits, ManifestError> {
         let mut limits = Limits::default();
         let Some(raw) = raw else { return Ok(limits) };
@@ -959,7 +1267,7 @@ path = "log/a.jsonl"
     fn errors_name_file_line_and_key() {
         assert_eq!(
             err("version = 1\n[fs]\nreed = [\"x\"]\n"),
-            "m.toml:3: key `fs.reed`: unknown key `reed`, expected one of `read`, `write`, `auto_approve`, `deny`, `allow_broad`"
+            "m.toml:3: key `fs.reed`: unknown key `reed`, expected one of `read`, `write`, `auto_approve`, `deny`, `allow_broad`, `grant`"
         );
         let e = err("version = 1\n[fs]\nread = [\"a\"]\nread = [\"b\"]\n");
         assert!(e.starts_with("m.toml:4: key `fs.read`: duplicate key"), "{e}");

@@ -459,6 +459,11 @@ pub struct ProcessRule {
     cwd: Option<(String, GlobMatcher)>,
     /// The rule's own timeout, if any.
     pub timeout: Option<Duration>,
+    /// Who the rule is for; `None`: everyone.
+    pub when: Option<crate::caller::When>,
+    /// `secret_env`: variables the host sets for this program from
+    /// secrets (the tool never sees them).
+    pub secret_env: Vec<(String, crate::secrets::Template)>,
 }
 
 /// A rule as written, before compiling.
@@ -478,6 +483,12 @@ pub(crate) struct RuleSpec {
 pub(crate) type RuleError = (&'static str, String);
 
 impl ProcessRule {
+    /// The same rule under another name (a task manifest's rules are
+    /// recorded as `task.…`).
+    pub(crate) fn renamed(&self, name: String) -> ProcessRule {
+        ProcessRule { name, ..self.clone() }
+    }
+
     pub(crate) fn compile(index: usize, spec: RuleSpec) -> Result<ProcessRule, RuleError> {
         if spec.program.is_empty() || !spec.program.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b)) {
             return Err((
@@ -550,6 +561,8 @@ impl ProcessRule {
             approval: spec.approval,
             cwd,
             timeout: spec.timeout,
+            when: None,
+            secret_env: Vec::new(),
         })
     }
 
@@ -631,6 +644,12 @@ pub struct ProcessPolicy {
 
 impl ProcessPolicy {
     pub(crate) fn new(rules: Vec<ProcessRule>) -> ProcessPolicy {
+        ProcessPolicy { rules }
+    }
+
+    /// The policy for one caller: the rules whose `when` holds.
+    pub fn for_caller(&self, caller: &crate::caller::Caller) -> ProcessPolicy {
+        let rules = self.rules.iter().filter(|r| r.when.as_ref().is_none_or(|w| w.holds(caller))).cloned().collect();
         ProcessPolicy { rules }
     }
 

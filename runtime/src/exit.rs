@@ -19,6 +19,14 @@ pub enum Code {
     /// Internal error: a bug in sandbox, or the host could not set the
     /// tool up (for example a resource limit of the host process).
     Internal = 70,
+    /// `audit forward`: a sink stayed unreachable (or busy); try again
+    /// later (EX_TEMPFAIL).
+    Unavailable = 75,
+    /// The start was refused for who or what asked: an identity token
+    /// that does not verify (or none where `[identity] required`), a task
+    /// manifest that would widen the standing one, a secret that is not
+    /// there. The refusal is on record (`task-start`, `task-end`).
+    Refused = 77,
     /// The tool kept calling after `limits.calls` was used up.
     CallLimit = 122,
     /// The tool wrote more than `limits.output` to stdout or stderr.

@@ -2,9 +2,13 @@
 //! approvals and a tamper-evident audit log. See the README.
 
 mod approver;
+mod cache;
 mod cli;
 mod exit;
+mod forward;
+mod principal;
 mod run;
+mod secrets;
 mod stdio;
 
 use clap::Parser;

@@ -9,14 +9,16 @@
 
 use crate::approver::{ServiceApprover, TtyApprover, has_terminal_ambient};
 use crate::exit::{Code, Failure};
+use crate::principal::Claimed;
 use crate::stdio::{GuardedOutput, Stream};
-use sandbox_audit::{AuditLog, Event, Kind, LimitsRecord};
+use sandbox_audit::{AuditLog, Event, Kind, LimitsRecord, Origin};
 use sandbox_host_api::approval::{Approver, DenyApprover};
 use sandbox_host_api::exec::Launcher;
 use sandbox_host_api::net::Net;
 use sandbox_host_api::workspace::Workspace;
 use sandbox_host_api::{HostCtx, RunClock, RunParts, Settled, SharedAudit, Stop, StopCell, TaskInfo, lock_audit};
-use sandbox_policy::{ApprovalVia, Policy, RelPath};
+use sandbox_policy::{ApprovalVia, Policy, RelPath, Tier};
+use sandbox_redact::Counts;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,6 +67,14 @@ pub struct RunRequest {
     pub args: Vec<String>,
     /// Host names pinned to addresses instead of DNS (`--resolve`).
     pub resolve: Vec<(String, Vec<std::net::IpAddr>)>,
+    /// An identity token to verify against `[identity]`.
+    pub identity_token: Option<String>,
+    /// The caller tier; default: interactive with a terminal, else api.
+    pub tier: Option<Tier>,
+    /// The delegation chain (`--on-behalf-of`), in order.
+    pub on_behalf_of: Vec<String>,
+    /// A task manifest that narrows the standing one.
+    pub task_manifest: Option<PathBuf>,
 }
 
 /// The store's data: WASI state, the host state and the run's limits.
@@ -133,7 +143,8 @@ fn validate_label(what: &str, value: &str, max: usize) -> Result<(), Failure> {
     Ok(())
 }
 
-fn os_user() -> String {
+/// The account `sandbox` runs as (`$USER`, else `uid:N`).
+pub(crate) fn os_user() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .ok()
@@ -141,14 +152,27 @@ fn os_user() -> String {
         .unwrap_or_else(|| format!("uid:{}", rustix::process::getuid().as_raw()))
 }
 
-/// Makes the manifest and the audit log untouchable for the tool when they
-/// lie inside the workspace `root` (an absolute, canonical path), and
-/// returns the ones that do.
-pub fn protect_own_files<'a>(policy: &mut Policy, root: &Path, manifest: &'a Path, audit: &'a Path) -> Vec<&'a Path> {
+/// Makes the manifest, the audit log, its checkpoint file, its signing
+/// key and its sinks' cursor files untouchable for the tool when they lie inside the workspace `root`
+/// (an absolute, canonical path), and returns the ones that do.
+pub fn protect_own_files(policy: &mut Policy, root: &Path, manifest: &Path, audit: &Path) -> Vec<PathBuf> {
     let mut inside = Vec::new();
-    for (file, what) in [(manifest, "manifest"), (audit, "audit-log")] {
+    let mut files = vec![(manifest.to_owned(), "manifest"), (audit.to_owned(), "audit-log")];
+    if let Some(key) = &policy.audit.signing_key {
+        files.push((policy.audit.checkpoints_for(audit), "audit-checkpoints"));
+        files.push((key.clone(), "audit-signing-key"));
+    }
+    for source in policy.secrets.values() {
+        if let sandbox_policy::secrets::SecretSource::File(file) = source {
+            files.push((file.clone(), "secret"));
+        }
+    }
+    for sink in &policy.audit.sinks {
+        files.extend(sandbox_sinks::cursor::own_files(audit, &sink.name).map(|f| (f, "audit-sink-cursor")));
+    }
+    for (file, what) in files {
         // The file may not exist yet (an audit log before the first run).
-        let real = std::fs::canonicalize(file).ok().or_else(|| {
+        let real = std::fs::canonicalize(&file).ok().or_else(|| {
             let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
             Some(std::fs::canonicalize(parent).ok()?.join(file.file_name()?))
         });
@@ -166,6 +190,18 @@ pub fn protect_own_files<'a>(policy: &mut Policy, root: &Path, manifest: &'a Pat
 /// Runs a tool to its end and returns the exit code.
 pub fn run(req: RunRequest) -> Result<i32, Failure> {
     let mut policy = sandbox_policy::load(&req.manifest).map_err(|e| Failure::usage(e.to_string()))?;
+    if req.identity_token.is_some() && req.user.is_some() {
+        return Err(Failure::usage(
+            "--user cannot be combined with an identity token: the token's subject is the user",
+        ));
+    }
+    for name in &req.on_behalf_of {
+        validate_label("--on-behalf-of", name, 256)?;
+    }
+    let task_manifest = match &req.task_manifest {
+        Some(path) => Some(sandbox_policy::narrow::load_task(path).map_err(|e| Failure::usage(e.to_string()))?),
+        None => None,
+    };
     let task_id = req.task_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     validate_label("task id", &task_id, 128)?;
     let user = req.user.clone().unwrap_or_else(os_user);
@@ -180,16 +216,75 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
     }
 
     let audit_path = req.audit.clone().unwrap_or_else(|| policy.audit_path.clone());
-    let log = AuditLog::open(&audit_path, AUDIT_LOCK_WAIT).map_err(|e| Failure::new(Code::Audit, e.to_string()))?;
+    let mut log = AuditLog::open(&audit_path, AUDIT_LOCK_WAIT).map_err(|e| Failure::new(Code::Audit, e.to_string()))?;
+    log.set_rotate(policy.audit.rotate);
     let audit: SharedAudit = Arc::new(Mutex::new(log));
+    // The `[[audit.sink]]`s are fed from the file in the background; when
+    // this returns (by any path), they get `forward::DRAIN` to catch up.
+    let _forwarder = crate::forward::Forwarder::start_ambient(
+        &audit_path,
+        &policy.audit.checkpoints_for(&audit_path),
+        &policy.audit.sinks,
+    );
 
     // From here on a refused start is on record.
     let component_bytes = std::fs::read(&req.component);
+    let component_digest = component_bytes.as_ref().map(Sha256::digest).unwrap_or_default();
     let component_hash = match &component_bytes {
-        Ok(b) => format!("sha256:{}", hex::encode(Sha256::digest(b))),
+        Ok(_) => format!("sha256:{}", hex::encode(component_digest)),
         Err(_) => "sha256:unreadable".into(),
     };
-    let task = TaskInfo { id: task_id, user, agent, component: component_hash, intent: req.intent.clone() };
+    let tier = req.tier.unwrap_or_else(|| if has_terminal_ambient() { Tier::Interactive } else { Tier::Api });
+    let claimed = Claimed { token: req.identity_token.as_deref(), user, tier, delegation: req.on_behalf_of.clone() };
+    let (who, refusal) = match crate::principal::establish(&policy, claimed) {
+        Ok(who) => (who, None),
+        Err(refused) => (refused.0, Some(refused.1)),
+    };
+    let mut principal = who.principal;
+    principal.task_policy = task_manifest.as_ref().map(|t| t.hash.clone());
+    let task = TaskInfo {
+        id: task_id,
+        user: who.user,
+        agent,
+        component: component_hash,
+        intent: req.intent.clone(),
+        principal,
+    };
+    // A torn last line the open cut off is recorded as this run's `finding`,
+    // at the start of its first append (before `task-start`).
+    lock_audit(&audit).set_origin(Origin {
+        task: task.id.clone(),
+        user: task.user.clone(),
+        agent: task.agent.clone(),
+        component: task.component.clone(),
+        policy: policy.hash.clone(),
+    });
+    // With a signing key, every sync that crosses `checkpoint_every` events
+    // and the end of the task write a signed checkpoint; a missing or bad
+    // key refuses the run before the tool runs.
+    if let Err(f) = sign_checkpoints(&audit, &policy, &audit_path) {
+        return refused_start(&audit, &policy, &task, &req, f);
+    }
+    // Who asks and for what scope: a token that does not verify, or a task
+    // manifest that would widen the standing one, refuses the run (exit 77).
+    if let Some(f) = refusal {
+        return refused_start(&audit, &policy, &task, &req, f);
+    }
+    policy = match &task_manifest {
+        None => policy.for_caller(&who.caller),
+        Some(t) => match sandbox_policy::narrow::apply(&policy, t, &who.caller) {
+            Ok(effective) => effective,
+            Err(w) => {
+                let path = req.task_manifest.as_deref().unwrap_or(Path::new("")).display().to_string();
+                let f = Failure::new(Code::Refused, format!("task manifest `{path}`: {w}"));
+                return refused_start(&audit, &policy, &task, &req, f);
+            }
+        },
+    };
+    // The secrets the manifest injects, read now; the tool never sees them.
+    if let Err(f) = crate::secrets::load(&mut policy) {
+        return refused_start(&audit, &policy, &task, &req, f);
+    }
     // Approved changes that an interrupted run was applying are completed
     // (and recorded) before anything else.
     if let Err(e) = sandbox_host_api::staging::recover_ambient(&audit, &audit_path, &task.id) {
@@ -205,8 +300,15 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
         }
     };
     let inside = protect_own_files(&mut policy, workspace.root_path(), &req.manifest, &audit_path);
+    if let Some(key) = policy.audit.signing_key.as_ref().filter(|k| inside.contains(k)) {
+        let f = Failure::usage(format!(
+            "signing key `{}` lies inside the workspace, within the tool's reach; keep it outside, readable only by the account sandbox runs as",
+            key.display()
+        ));
+        return refused_start(&audit, &policy, &task, &req, f);
+    }
     // Staged changes are journalled beside the audit log, out of the tool's reach.
-    if policy.approval_writes == sandbox_policy::Writes::EndOfTask && inside.contains(&audit_path.as_path()) {
+    if policy.approval_writes == sandbox_policy::Writes::EndOfTask && inside.contains(&audit_path) {
         let f = Failure::usage(format!(
             "`{}` lies inside the workspace; with [approval] writes = \"end-of-task\" the staged changes are journalled beside it, so keep the audit log outside the workspace",
             audit_path.display()
@@ -236,8 +338,13 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
             return refused_start(&audit, &policy, &task, &req, f);
         }
     };
+    // The compile cache (see cache.rs); one inside the workspace is refused.
+    let cache = match crate::cache::for_run(workspace.root_path()) {
+        Ok(cache) => cache,
+        Err(e) => return refused_start(&audit, &policy, &task, &req, Failure::usage(e)),
+    };
     let engine = engine().map_err(|e| Failure::internal(format!("cannot configure the engine: {e}")))?;
-    let pre = match prepare(&engine, &bytes) {
+    let pre = match prepare(&engine, &bytes, &component_digest, cache.as_ref()) {
         Ok(pre) => pre,
         Err(e) => {
             let f = Failure::usage(format!("component `{}`: {}", req.component.display(), component_error(&bytes, &e)));
@@ -273,13 +380,18 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
     let start_event = |log: &mut AuditLog| {
         let root_text = workspace.root_path().display().to_string();
         let limits = policy.limits;
+        let mut redactions = Counts::new();
+        let args = policy.redact.redactor.redact_each(&req.args, &mut redactions);
+        let intent = task.intent.as_deref().map(|i| policy.redact.redactor.redact(i, &mut redactions));
         log.record(&Event {
             kind: Kind::TaskStart,
             manifest: Some(&policy.name),
             workspace: Some(&root_text),
-            args: Some(&req.args),
-            intent: task.intent.as_deref(),
+            args: Some(&args),
+            intent: intent.as_deref(),
+            redactions: redactions.as_field(),
             approver: Some(&approver_name),
+            retention: policy.audit.retention.as_ref().map(|r| r.text.as_str()),
             limits: Some(LimitsRecord {
                 memory: limits.memory,
                 time_ms: limits.time.as_millis() as u64,
@@ -457,16 +569,41 @@ fn finish(
     if ended.swap(true, Ordering::AcqRel) {
         return None;
     }
-    log.record(&Event {
-        kind: Kind::TaskEnd,
-        status: Some(ending.status),
-        exit_code: Some(ending.code),
-        reason: Some(&ending.reason),
-        calls,
-        intent,
-        ..base(task, policy)
-    });
-    if let Err(e) = log.sync() {
+    let mut redactions = Counts::new();
+    let reason = policy.redact.redactor.redact(&ending.reason, &mut redactions);
+    let intent = intent.map(|i| policy.redact.redactor.redact(i, &mut redactions));
+    let record_end = |log: &mut AuditLog, reason: &str| {
+        log.record(&Event {
+            kind: Kind::TaskEnd,
+            status: Some(ending.status),
+            exit_code: Some(ending.code),
+            reason: Some(reason),
+            calls,
+            intent: intent.as_deref(),
+            redactions: redactions.as_field(),
+            ..base(task, policy)
+        })
+    };
+    record_end(&mut log, &reason);
+    // The task's end is checkpointed, unless the run failed to write its
+    // log (or a checkpoint): then no checkpoint is written at all.
+    let synced = if ending.status == "audit-failure" {
+        log.clear_sync_hook();
+        log.sync()
+    } else {
+        log.sync_milestone()
+    };
+    if let Err(e) = synced {
+        // What the run recorded could not be written (a full disk): the
+        // task-end alone may still fit, saying how much was lost.
+        let unwritten = if ending.status == "audit-failure" { log.discard_pending() } else { 0 };
+        if unwritten > 1 {
+            record_end(&mut log, &format!("{reason}; {} recorded event(s) could not be written", unwritten - 1));
+            if log.sync().is_ok() {
+                eprintln!("sandbox: run stopped: {}", ending.reason);
+                return Some(Ok(ending.code));
+            }
+        }
         return Some(Err(Failure::new(Code::Audit, e.to_string())));
     }
     if ending.status != "exit" {
@@ -483,8 +620,25 @@ fn base<'a>(task: &'a TaskInfo, policy: &'a Policy) -> Event<'a> {
         agent: &task.agent,
         component: &task.component,
         policy: &policy.hash,
+        principal: Some(&task.principal),
         ..Event::default()
     }
+}
+
+/// Hooks the checkpoint writer into the log when `[audit] signing_key` is
+/// set. A key that cannot be loaded is a usage error (exit 2), a checkpoint
+/// file that cannot be opened an audit failure (exit 126).
+fn sign_checkpoints(audit: &SharedAudit, policy: &Policy, audit_path: &Path) -> Result<(), Failure> {
+    let Some(key_path) = &policy.audit.signing_key else { return Ok(()) };
+    let key = sandbox_audit::SigningKey::load(key_path).map_err(|e| Failure::usage(e.to_string()))?;
+    let mut log = lock_audit(audit);
+    let (size, _) = log.head();
+    let path = policy.audit.checkpoints_for(audit_path);
+    let every = policy.audit.checkpoint_every;
+    let writer = sandbox_audit::Checkpointer::open(key, audit_path, &path, every, size, AUDIT_LOCK_WAIT)
+        .map_err(|e| Failure::new(Code::Audit, e.to_string()))?;
+    log.set_sync_hook(writer.into_hook());
+    Ok(())
 }
 
 /// Records a start that was refused after the log was opened.
@@ -496,11 +650,16 @@ fn refused_start(
     failure: Failure,
 ) -> Result<i32, Failure> {
     let mut log = lock_audit(audit);
+    let mut redactions = Counts::new();
+    let args = policy.redact.redactor.redact_each(&req.args, &mut redactions);
+    let intent = task.intent.as_deref().map(|i| policy.redact.redactor.redact(i, &mut redactions));
     log.record(&Event {
         kind: Kind::TaskStart,
         manifest: Some(&policy.name),
-        args: Some(&req.args),
-        intent: task.intent.as_deref(),
+        args: Some(&args),
+        intent: intent.as_deref(),
+        redactions: redactions.as_field(),
+        retention: policy.audit.retention.as_ref().map(|r| r.text.as_str()),
         ..base(task, policy)
     });
     log.record(&Event {
@@ -511,7 +670,7 @@ fn refused_start(
         calls: Some(0),
         ..base(task, policy)
     });
-    log.sync().map_err(|e| Failure::new(Code::Audit, e.to_string()))?;
+    log.sync_milestone().map_err(|e| Failure::new(Code::Audit, e.to_string()))?;
     Err(failure)
 }
 
@@ -523,9 +682,18 @@ pub fn engine() -> wasmtime::Result<Engine> {
     Engine::new(&config)
 }
 
-/// Compiles the component and links WASI and `sandbox:host` for it.
-fn prepare(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<CommandPre<RunState>> {
-    let component = Component::from_binary(engine, bytes)?;
+/// Compiles the component (or loads it from the compile cache) and links
+/// WASI and `sandbox:host` for it.
+fn prepare(
+    engine: &Engine,
+    bytes: &[u8],
+    digest: &[u8],
+    cache: Option<&crate::cache::Cache>,
+) -> wasmtime::Result<CommandPre<RunState>> {
+    let component = match cache {
+        Some(cache) => cache.component(engine, bytes, digest)?.0,
+        None => Component::from_binary(engine, bytes)?,
+    };
     let mut linker: Linker<RunState> = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
@@ -534,12 +702,12 @@ fn prepare(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<CommandPre<RunStat
 }
 
 /// An error as one line: its causes joined, whitespace folded.
-fn one_line(e: &wasmtime::Error) -> String {
+pub(crate) fn one_line(e: &wasmtime::Error) -> String {
     format!("{e:#}").split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Why a component could not be loaded or linked, in one line.
-fn component_error(bytes: &[u8], e: &wasmtime::Error) -> String {
+pub(crate) fn component_error(bytes: &[u8], e: &wasmtime::Error) -> String {
     const MAGIC: &[u8] = b"\0asm";
     if !bytes.starts_with(MAGIC) {
         return "not a WebAssembly file (no `\\0asm` header)".into();

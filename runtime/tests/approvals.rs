@@ -403,6 +403,38 @@ fn the_prompt_shows_what_will_change() {
     }
 }
 
+/// `[redact]`: the reviewer sees the redacted preview and intent, the log
+/// holds neither secret, and the approval binds the real bytes, which are
+/// what is written.
+#[test]
+fn the_prompt_shows_redacted_text_and_the_approval_binds_the_real_bytes() {
+    let f = fixture("");
+    let key = "AKIAZ7VQ3XK2LM4NP5RT";
+    let proposed = format!("// lib\nconst KEY: &str = \"{key}\";\n");
+    let mut tty = Tty::spawn(
+        &f,
+        &["--approve", "tty"],
+        &["intent", "charge card 4111 1111 1111 1111", "+", "write", "src/app/lib.rs", &proposed],
+    );
+    tty.wait_for_prompt();
+    tty.type_keys("y\n");
+    let (code, screen) = tty.finish();
+    assert_eq!(code, 0, "{screen}");
+    let prompt = prompt_of(&screen);
+    assert!(prompt.contains("| intent      charge card [redacted:card-number]\n"), "{prompt}");
+    assert!(prompt.contains("|   +const KEY: &str = \"[redacted:aws-access-key]\";\n"), "{prompt}");
+    assert!(!prompt.contains(key) && !prompt.contains("4111 1111"), "{prompt}");
+    assert_eq!(f.read("src/app/lib.rs").as_deref(), Some(proposed.as_str()));
+    let (call, approval, result) = the_write(&f);
+    assert_eq!(call["content_sha256"], sha256(proposed.as_bytes()));
+    assert_eq!(approval["decision"], "approved");
+    assert_eq!(approval["redactions"], json!({"aws-access-key": 1, "card-number": 1}), "{approval}");
+    assert_eq!(call["redactions"], json!({"card-number": 1}), "{call}");
+    assert_eq!(result["outcome"], "ok");
+    let log = std::fs::read_to_string(f.audit()).unwrap();
+    assert!(!log.contains(key) && !log.contains("4111 1111"), "{log}");
+}
+
 #[test]
 fn waiting_for_approval_does_not_count_against_the_time_limit() {
     let f = fixture("\n[limits]\ntime = \"2s\"\n");

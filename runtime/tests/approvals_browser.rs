@@ -15,20 +15,18 @@
 #![allow(clippy::unwrap_used)] // a test that cannot do its part fails
 
 mod common;
+use common::browser::{browser_ready, browser_script};
 use common::*;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 /// Bounds every wait, so that a broken piece fails a test instead of
 /// hanging it.
 const PATIENCE: Duration = Duration::from_secs(120);
-/// The whole browser script (it bounds its own waits at 60 s each).
-const BROWSER_PATIENCE: Duration = Duration::from_secs(300);
 
 const GRANTS: &str = r#"
 [fs]
@@ -41,34 +39,6 @@ timeout = "5m"
 
 const OLD: &str = "// lib\npub fn f() {}\n// end\n";
 const NEW: &str = "// lib\npub fn g() {}\n// end\n";
-
-/// Whether the browser tests can run here; `false` means skip (and was
-/// said), a missing piece under `SANDBOX_REQUIRE_BROWSER` fails.
-fn browser_ready(test: &str) -> bool {
-    let chromium = Path::new(CHROMIUM).exists();
-    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !chromium || !node {
-        let missing = match (chromium, node) {
-            (false, false) => format!("{CHROMIUM} and node are"),
-            (false, true) => format!("{CHROMIUM} is"),
-            _ => "node is".to_owned(),
-        };
-        if std::env::var_os("SANDBOX_REQUIRE_BROWSER").is_some() {
-            panic!("{test}: {missing} missing and SANDBOX_REQUIRE_BROWSER is set: run scripts/browser-deps");
-        }
-        // Straight to the process's stderr, past the test harness's
-        // capture, so that a skip is seen even when the test passes.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED {test}: {missing} missing (run scripts/browser-deps; \
-             set SANDBOX_REQUIRE_BROWSER=1 to make this a failure)"
-        );
-        return false;
-    }
-    let driver = repo().join("tests-browser/node_modules/playwright-core/package.json");
-    assert!(driver.exists(), "{test}: playwright-core is not installed in tests-browser/: run scripts/browser-deps");
-    true
-}
 
 fn token() -> (String, String) {
     sandbox_approvals::new_token()
@@ -221,33 +191,6 @@ fn dechunk(mut s: &str) -> String {
         s = rest[n..].trim_start_matches("\r\n");
     }
     out
-}
-
-/// Runs a script of `tests-browser/` with `env`: its exit code and output.
-fn browser_script(script: &str, env: &[(&str, &str)]) -> (i32, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let out_path = dir.path().join("out.txt");
-    let out = std::fs::File::create(&out_path).unwrap();
-    let mut cmd = Command::new("node");
-    cmd.arg(script).current_dir(repo().join("tests-browser"));
-    cmd.stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let start = Instant::now();
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code().unwrap_or(-1);
-        }
-        if start.elapsed() > BROWSER_PATIENCE {
-            let _ = child.kill();
-            let _ = child.wait();
-            break -1;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    (code, std::fs::read_to_string(out_path).unwrap_or_default())
 }
 
 /// A `sandbox run` in the background, killed if dropped unfinished (a

@@ -912,22 +912,8 @@ fn a_full_disk_mid_run_refuses_the_write_and_leaves_a_verifiable_log() {
     assert_eq!(assert_intact(&f.audit()), next + 3);
 }
 
-#[test]
-fn a_torn_last_line_is_refused_and_left_untouched() {
-    let f = fixture(MANIFEST);
-    assert_eq!(f.run("probe", &["stat", "src"]).code, 0);
-    let mut log = std::fs::read(f.audit()).unwrap();
-    let n = lines_of(&log).len() as u64;
-    let last = lines_of(&log).pop().unwrap();
-    log.extend_from_slice(&last[..last.len() / 2]);
-    std::fs::write(f.audit(), &log).unwrap();
-
-    let r = f.run("probe", &["write", "out/o.txt", "pwned"]);
-    assert_refused_before_running(&f, &r, &f.audit().display().to_string());
-    assert!(r.stderr.contains("incomplete"), "says the last line is incomplete: {r:?}");
-    assert_eq!(std::fs::read(f.audit()).unwrap(), log, "the log was modified");
-    assert_broken_at(&f.audit(), n, "incomplete");
-}
+// A torn last line is cut off by the next run and recorded: see
+// audit_crash.rs.
 
 #[test]
 fn a_held_lock_makes_the_run_wait_then_fail_closed() {
@@ -1161,4 +1147,152 @@ fn every_refused_call_records_its_decision_rule_and_reason() {
     assert_eq!(end["kind"], "task-end");
     assert_eq!(end["calls"], 12);
     assert_intact(&f.audit());
+}
+
+// --- Rotation and prune -------------------------------------------------------
+
+/// The log rotates at 1 KiB (the smallest size allowed) and records a
+/// retention period.
+fn rotating(retention: &str) -> String {
+    format!("{MANIFEST}\n[audit]\npath = \"audit.jsonl\"\nrotate = \"1 KiB\"\nretention = \"{retention}\"\n")
+}
+
+/// `(first seq, lines)` of each file of a rotated log, segments first.
+fn log_files(path: &Path) -> Vec<(PathBuf, Vec<Value>)> {
+    let mut files: Vec<PathBuf> =
+        sandbox_audit::read::segments(path).expect("segments are listed").into_iter().map(|(_, p)| p).collect();
+    files.push(path.to_owned());
+    files.into_iter().map(|p| (p.clone(), log_events(&p))).collect()
+}
+
+#[test]
+fn concurrent_runs_rotating_one_log_keep_one_chain_across_its_segments() {
+    const RUNS: usize = 3;
+    let f = fixture(&rotating("6y"));
+    let children: Vec<_> = (0..RUNS)
+        .map(|i| {
+            let task = format!("rot-{i}");
+            let out = format!("out/r{i}.txt");
+            let args = ["repeat", "15", "read", "src/a.txt", "+", "repeat", "15", "write", &out, "x"];
+            (task.clone(), f.command("probe", &["--task-id", &task], &args).spawn().unwrap())
+        })
+        .collect();
+    for (task, child) in children {
+        let r = to_run(child.wait_with_output().unwrap());
+        assert_eq!(r.code, 0, "{task}: {r:?}");
+    }
+    let v = f.verify();
+    assert_eq!(v.code, 0, "{v:?}");
+    let files = log_files(&f.audit());
+    assert!(files.len() > 10, "the log rotated: {} files", files.len());
+    let mut next = 0u64;
+    let mut prev = format!("sha256:{}", "0".repeat(64));
+    for (path, ev) in &files {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        if path != &f.audit() {
+            // Named for its first seq; never written to after its rotation.
+            assert_eq!(name, format!("audit.jsonl.{next:012}"));
+            assert!(!ev.is_empty(), "{name}");
+        }
+        for e in ev {
+            assert_eq!(e["seq"], next, "{name}: seqs run on across the segments");
+            assert_eq!(e["prev"], prev.as_str(), "{name}: the chain crosses the boundary");
+            prev = e["hash"].as_str().unwrap().to_owned();
+            next += 1;
+        }
+    }
+    assert_eq!(next as usize, RUNS * (2 * 30 + 2));
+    assert!(v.stdout.starts_with(&format!("ok: {next} events, {RUNS} tasks")), "{v:?}");
+    let starts: Vec<&Value> = files.iter().flat_map(|(_, ev)| ev).filter(|e| e["kind"] == "task-start").collect();
+    assert_eq!(starts.len(), RUNS);
+    assert!(starts.iter().all(|e| e["retention"] == "6y"), "task-start records the retention");
+
+    // A removed middle segment is reported, naming the gap.
+    let middle = &files[files.len() / 2].0;
+    let first_missing = files[files.len() / 2].1[0]["seq"].as_u64().unwrap();
+    std::fs::remove_file(middle).unwrap();
+    let r = f.verify();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains(&format!("continues at seq {first_missing}")), "{r:?}");
+}
+
+fn prune(f: &Fixture, before: &str, extra: &[&str]) -> Run {
+    to_run(
+        sandbox()
+            .args(["audit", "prune"])
+            .arg(f.audit())
+            .args(["--before", before])
+            .args(extra)
+            .output()
+            .expect("sandbox runs"),
+    )
+}
+
+fn rfc3339_ago(ago: Duration) -> String {
+    humantime::format_rfc3339_micros(std::time::SystemTime::now() - ago).to_string()
+}
+
+#[test]
+fn audit_prune_deletes_old_segments_only_outside_the_retention_period() {
+    let f = fixture(&rotating("1s"));
+    for i in 0..4 {
+        let r = f.run_with("probe", &["--task-id", &format!("old-{i}")], &["repeat", "6", "read", "src/a.txt"]);
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    let segments = sandbox_audit::read::segments(&f.audit()).unwrap();
+    assert!(segments.len() >= 4, "{segments:?}");
+    let listing = |f: &Fixture| -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(f.dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    };
+    let before = listing(&f);
+
+    // Refusals: one line, exit 2, nothing changed.
+    for (when, extra, why) in [
+        (rfc3339_ago(Duration::ZERO), &[][..], "within the retention period of 1s (as recorded at seq"),
+        ("2026-13-01".to_owned(), &[][..], "--before: `2026-13-01` is not a date"),
+        (
+            rfc3339_ago(Duration::from_secs(2)),
+            &["--retention", "1h"][..],
+            "within the retention period of 1h (as given)",
+        ),
+        (
+            rfc3339_ago(Duration::from_secs(2)),
+            &["--retention", "forever"][..],
+            "--retention: `forever` is not a retention period",
+        ),
+    ] {
+        let r = prune(&f, &when, extra);
+        assert_eq!(r.code, 2, "{when} {extra:?}: {r:?}");
+        assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+        assert!(r.stderr.contains(why), "{when} {extra:?}: {r:?}");
+        assert_eq!(listing(&f), before);
+    }
+
+    let r = prune(&f, &rfc3339_ago(Duration::from_millis(1100)), &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.starts_with("retention: 1s (as recorded by the task-start at seq"), "{r:?}");
+    assert!(r.stdout.contains("pruned: seq 0..="), "{r:?}");
+    let kept = sandbox_audit::read::segments(&f.audit()).unwrap();
+    assert!(kept.len() < segments.len(), "{kept:?}");
+    assert!(f.audit().exists(), "the live file is never deleted");
+    assert!(f.path("audit.jsonl.pruned").exists());
+    let first_kept = kept.first().map_or_else(|| log_events(&f.audit())[0]["seq"].as_u64().unwrap(), |(s, _)| *s);
+    assert!(r.stdout.contains(&format!("the log now starts at seq {first_kept}")), "{r:?}");
+    let v = f.verify();
+    assert_eq!(v.code, 0, "a pruned log still verifies: {v:?}");
+    let last = log_events(&f.audit()).pop().unwrap();
+    assert_eq!((last["kind"].as_str(), last["rule"].as_str()), (Some("finding"), Some("audit.prune")), "{last}");
+    assert_eq!(last["user"], "tester");
+
+    // Runs go on; the log still verifies; without the record it does not.
+    assert_eq!(f.run("probe", &["read", "src/a.txt"]).code, 0);
+    assert_eq!(f.verify().code, 0);
+    std::fs::rename(f.path("audit.jsonl.pruned"), f.path("elsewhere")).unwrap();
+    let v = f.verify();
+    assert_eq!(v.code, 1, "{v:?}");
+    assert!(v.stderr.contains("no prune record"), "{v:?}");
 }

@@ -202,6 +202,12 @@ fn the_cases_cover_every_table_of_the_manifest() {
         "broad-write-double-star-slash-star",
         "broad-auto-approve-needs-its-own-allow-broad",
         "toml-syntax-error",
+        "unknown-key-identity",
+        "identity-hmac-algorithm",
+        "unknown-key-fs-grant",
+        "grant-when-unknown-tier",
+        "secret-env-and-file",
+        "secret-unknown-in-header",
     ] {
         assert!(names.iter().any(|n| n == required), "case `{required}` is missing from {}", cases_dir().display());
     }

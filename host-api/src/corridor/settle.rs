@@ -20,6 +20,7 @@ use super::{Corridor, Record, Stop, effect_hash, lock_audit};
 use crate::approval::ApprovalRequest;
 use crate::staging::{self, Changes, Journal, Staging, StagingError, Who};
 use sandbox_audit::{ApprovalRecord, Decision, Kind};
+use sandbox_redact::Counts;
 use std::sync::PoisonError;
 use std::time::Instant;
 
@@ -55,10 +56,21 @@ impl Corridor {
 
     fn settle_staged(&self, staging: &Staging, intent: Option<&str>) -> Settled {
         let start = Instant::now();
+        let redactor = self.redactor();
+        let mut fields = Counts::new();
+        let intent = intent.map(|i| redactor.redact(i, &mut fields));
+        let intent = intent.as_deref();
         let changes = match staging.changes(&self.workspace, &self.task.id) {
             Ok(c) => c,
             Err(e) => {
-                let rec = Record { capability: "fs.changes", target: "staged changes", dest: None, intent };
+                let rec = Record {
+                    capability: "fs.changes",
+                    target: "staged changes",
+                    dest: None,
+                    intent,
+                    resolved: None,
+                    redactions: &fields,
+                };
                 let mut ev = self.event(Kind::Call, &rec);
                 ev.decision = Some(Decision::Ask);
                 ev.rule = Some("approval.writes");
@@ -72,7 +84,14 @@ impl Corridor {
         let ask = !changes.asked.is_empty();
         let rule = if ask { changes.asked.join(", ") } else { changes.allowed.join(", ") };
         let effect = effect_hash("fs.changes", &[&changes.summary, &changes.diff_sha256]);
-        let rec = Record { capability: "fs.changes", target: &changes.summary, dest: None, intent };
+        let rec = Record {
+            capability: "fs.changes",
+            target: &changes.summary,
+            dest: None,
+            intent,
+            resolved: None,
+            redactions: &fields,
+        };
         let mut ev = self.event(Kind::Call, &rec);
         ev.decision = Some(if ask { Decision::Ask } else { Decision::Allow });
         ev.rule = Some(&rule);
@@ -83,6 +102,10 @@ impl Corridor {
             if self.durable().is_err() {
                 return Settled::Stopped;
             }
+            // The reviewer sees the diff redacted; its hash is of the real
+            // diff.
+            let mut shown = fields.clone();
+            let preview = redactor.redact(&changes.diff, &mut shown);
             let answer = self.approver.lock().unwrap_or_else(PoisonError::into_inner).ask(&ApprovalRequest {
                 task: &self.task.id,
                 user: &self.task.user,
@@ -96,15 +119,16 @@ impl Corridor {
                 content_sha256: Some(&changes.diff_sha256),
                 effect_sha256: &effect,
                 require: &self.policy.approval_require,
-                preview: Some(&changes.diff),
+                preview: Some(&preview),
                 timeout: self.policy.approval_timeout,
             });
-            let mut ev = self.event(Kind::Approval, &rec);
+            let reason = redactor.redact(&answer.reason, &mut shown);
+            let mut ev = self.event(Kind::Approval, &Record { redactions: &shown, ..rec });
             ev.rule = Some(&rule);
             ev.content_sha256 = Some(&changes.diff_sha256);
             ev.effect_sha256 = Some(&effect);
             ev.decision = Some(if answer.approved { Decision::Approved } else { Decision::Rejected });
-            ev.reason = Some(&answer.reason);
+            ev.reason = Some(&reason);
             ev.approval = Some(ApprovalRecord {
                 via: answer.via,
                 by: answer.by.clone(),

@@ -9,7 +9,7 @@
 //! the workspace (the corridor neither asks for approval nor fsyncs for
 //! it, and records `outcome: "staged"`); reads return staged content.
 
-use super::{Gate, check_moved_paths, failed, kind_name, sha256, visible_entries, wit_kind};
+use super::{Gate, check_moved_paths, failed, kind_name, returned, sha256, visible_entries, wit_kind};
 use crate::bindings::sandbox::host::fs::{Entry, Kind, Metadata};
 use crate::bindings::sandbox::host::types::Error;
 use crate::corridor::{Ctx, Done, HostCtx, Refusal};
@@ -145,25 +145,22 @@ pub(super) fn read(host: &mut HostCtx, path: String) -> wasmtime::Result<Result<
                                 )),
                             ));
                         }
-                        Ok((f, gate.target()))
+                        Ok((f, gate.target(), gate.redacts_read()))
                     }
                     Err(e) => Err(e),
                 };
                 Ok(gate.plan(false, ready))
             })
         },
-        |Ctx { policy, ws, .. }, (found, shown)| {
-            let limit = policy.limits.output;
+        |cx, (found, shown, redact)| {
+            let limit = cx.policy.limits.output;
             let out = match &found {
-                Found::Ws(at) => ws.read(at, limit),
-                Found::File { file, .. } => staging::read_file(ws, file, limit),
+                Found::Ws(at) => cx.ws.read(at, limit),
+                Found::File { file, .. } => staging::read_file(cx.ws, file, limit),
                 _ => Err(FsError::NotFound),
             };
             match out.map_err(failed(&shown))? {
-                ReadOutcome::Data(d) => {
-                    let n = d.len() as u64;
-                    Ok(Done::new(d, n))
-                }
+                ReadOutcome::Data(d) => Ok(returned(cx, redact, d)),
                 ReadOutcome::TooLarge => Err(Error::LimitExceeded(format!(
                     "`{shown}` is larger than the {limit} bytes reads are limited to"
                 ))),

@@ -1,7 +1,8 @@
-//! `sandbox audit verify`.
+//! `sandbox audit ...`: `show` here, `verify` and `keygen` in `audit_keys.rs`, `export` in `audit_export.rs`,
+//! `prune` in `audit_prune.rs`, `report` in `audit_report.rs`.
 
 use crate::approver::inert;
-use crate::exit::{Code, Failure};
+use crate::exit::Failure;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -9,11 +10,73 @@ use std::path::PathBuf;
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Recompute the hash chain of a log: exit 0 when intact, 1 naming the
-    /// first bad `seq` otherwise.
+    /// first bad `seq` otherwise. With --public-key, also verify the log
+    /// against its signed checkpoints: a log cut short, rewritten or from
+    /// another key fails (exit 1) naming the first bad checkpoint.
     Verify {
         /// The audit log (JSON Lines).
         file: PathBuf,
+        /// The checkpoint file; default: FILE.checkpoints. Needs --public-key.
+        #[arg(long, value_name = "CP", requires = "public_key")]
+        checkpoints: Option<PathBuf>,
+        /// The public key the checkpoints must be signed with (KEY.pub from
+        /// `sandbox audit keygen`).
+        #[arg(long, value_name = "KEY.pub")]
+        public_key: Option<PathBuf>,
     },
+    /// Make an Ed25519 key pair for signing checkpoints: the private key at
+    /// FILE (mode 0600) and the public key at FILE.pub. Neither may exist.
+    Keygen {
+        /// Where the private key goes.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Write the events of a log (and its rotated segments) to stdout as
+    /// jsonl (the lines as stored), csv, ocsf or cef, filtered, streamed.
+    /// Exit 0; 1 when the log does not verify (the export is still whole);
+    /// 2 when a line is not an event (the export stops there).
+    Export {
+        /// The audit log (JSON Lines).
+        file: PathBuf,
+        /// jsonl, csv, ocsf or cef.
+        #[arg(long, value_name = "FORMAT")]
+        format: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Make a compliance report of a log for an auditor: HTML (one
+    /// self-contained file) or Markdown, with the period, the files and
+    /// their SHA-256, the verification result, counts, every approval,
+    /// refused call and finding, charts, and what the log shows for each
+    /// SOC 2, HIPAA and PCI DSS control. Exit 0; 1 when the log (or its
+    /// checkpoints) does not verify (the report is still written, and says
+    /// so); 2 for bad usage or unreadable files.
+    Report(super::audit_report::ReportArgs),
+    /// Delete the rotated segments of a log whose events are all older
+    /// than DATE, never the live file, and record the prune in the chain
+    /// and in FILE.pruned, so the log still verifies. Refused (exit 2) when
+    /// DATE is within the retention period the log records (its latest
+    /// task-start `retention`, else --retention); exit 1 when the log does
+    /// not verify; 126 when it cannot be written.
+    Prune {
+        /// The audit log (JSON Lines).
+        file: PathBuf,
+        /// Delete only segments whose every event is older than this: a
+        /// date (2026-11-23, midnight UTC) or an RFC 3339 time.
+        #[arg(long, value_name = "DATE")]
+        before: String,
+        /// The retention period (6y, 90d) when the log records none; it
+        /// cannot shorten one the log records.
+        #[arg(long, value_name = "PERIOD")]
+        retention: Option<String>,
+    },
+    /// Deliver to the manifest's [[audit.sink]]s every event (and
+    /// checkpoint line) they have not been sent, from each sink's cursor
+    /// file beside the log, then exit: 0 when all are caught up; 1 when a
+    /// sink's cursor does not match the log (nothing is resent until the
+    /// cursor is reset with --reset); 2 for a sink that refuses (bad token);
+    /// 75 when a sink stays unreachable for --wait.
+    Forward(super::audit_forward::ForwardArgs),
     /// Print a log (and its rotated segments) as one readable line per
     /// event, filtered; tool-supplied text is shown inert. This is a view;
     /// `verify` is the integrity check.
@@ -49,26 +112,16 @@ impl AuditCommand {
                 super::emit(&out);
                 Ok(0)
             }
-            AuditCommand::Verify { file } => match sandbox_audit::verify_log(&file, |_, _| {}) {
-                Ok(r) => {
-                    let mut out = format!("ok: {} events, {} tasks, head {}\n", r.events, r.tasks, r.head);
-                    if let (Some(a), Some(b)) = (r.first_ts, r.last_ts) {
-                        out.push_str(&format!("period: {a} .. {b}\n"));
-                    }
-                    out.push_str("note: a hash chain cannot show events cut from the end; ");
-                    out.push_str("compare the head with a copy kept elsewhere\n");
-                    super::emit(&out);
-                    Ok(0)
-                }
-                Err(sandbox_audit::LogVerifyError::Read(e)) => Err(Failure::usage(e.to_string())),
-                Err(sandbox_audit::LogVerifyError::Broken { file: bad, error }) => {
-                    let place = if bad == file { String::new() } else { format!("in `{}`: ", bad.display()) };
-                    Err(Failure::new(
-                        Code::Negative,
-                        format!("audit log `{}` is not intact: {place}{error}", file.display()),
-                    ))
-                }
-            },
+            AuditCommand::Verify { file, checkpoints, public_key } => {
+                super::audit_keys::verify(&file, checkpoints, public_key)
+            }
+            AuditCommand::Keygen { out } => super::audit_keys::keygen(&out),
+            AuditCommand::Forward(args) => super::audit_forward::forward(args),
+            AuditCommand::Prune { file, before, retention } => {
+                super::audit_prune::prune(&file, &before, retention.as_deref())
+            }
+            AuditCommand::Export { file, format, filter } => super::audit_export::export(&file, &format, &filter),
+            AuditCommand::Report(args) => super::audit_report::report(args),
         }
     }
 }

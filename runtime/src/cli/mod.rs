@@ -2,6 +2,12 @@
 
 mod approvals;
 mod audit;
+mod audit_export;
+mod audit_forward;
+mod audit_keys;
+mod audit_prune;
+mod audit_report;
+mod compile;
 mod policy;
 mod run;
 
@@ -30,6 +36,8 @@ pub enum Command {
     /// Run the approval service, or make a reviewer or runner token.
     #[command(subcommand)]
     Approvals(approvals::ApprovalsCommand),
+    /// Compile components into the compile cache ahead of their runs.
+    Compile(compile::CompileArgs),
 }
 
 impl Command {
@@ -40,6 +48,7 @@ impl Command {
             Command::Policy(cmd) => cmd.execute(),
             Command::Audit(cmd) => cmd.execute(),
             Command::Approvals(cmd) => cmd.execute(),
+            Command::Compile(args) => compile::execute(args),
         }
     }
 }

@@ -3,7 +3,7 @@
 use crate::exit::{Code, Failure};
 use clap::Subcommand;
 use sandbox_policy::fs::PROTECTED_WRITES;
-use sandbox_policy::{FsOp, PathError, Policy, RelPath, Verdict};
+use sandbox_policy::{Caller, FsOp, PathError, Policy, RelPath, Tier, Verdict};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -32,6 +32,8 @@ pub enum PolicyCommand {
         capability: String,
         /// A workspace-relative path (or URL, argv).
         target: String,
+        #[command(flatten)]
+        who: WhoArgs,
     },
     /// Show what a manifest change widens or narrows: exit 0 when nothing
     /// widens, 1 when something does.
@@ -43,6 +45,76 @@ pub enum PolicyCommand {
     },
 }
 
+/// Who asks, for `policy explain`: the grants of a run for this caller.
+#[derive(Debug, clap::Args)]
+pub struct WhoArgs {
+    /// The caller tier (interactive, subagent, background, api); default
+    /// interactive.
+    #[arg(long, value_name = "TIER", value_parser = Tier::parse)]
+    tier: Option<Tier>,
+    /// A verified claim to assume, `NAME=VALUE` (repeatable; repeat a name
+    /// for an array claim). Not with --identity-token.
+    #[arg(long, value_name = "NAME=VALUE", conflicts_with = "identity_token")]
+    claim: Vec<String>,
+    /// An identity token to verify against the manifest's `[identity]`
+    /// and take the claims from; default SANDBOX_IDENTITY_TOKEN.
+    #[arg(long, value_name = "JWT", env = "SANDBOX_IDENTITY_TOKEN", hide_env_values = true)]
+    identity_token: Option<String>,
+    /// A task manifest narrowing the manifest.
+    #[arg(long, value_name = "FILE")]
+    task_manifest: Option<PathBuf>,
+}
+
+impl WhoArgs {
+    /// Whether any caller option was given.
+    fn given(&self) -> bool {
+        self.tier.is_some()
+            || !self.claim.is_empty()
+            || self.identity_token.as_deref().is_some_and(|t| !t.is_empty())
+            || self.task_manifest.is_some()
+    }
+
+    /// The effective policy for this caller, and one line saying who that is.
+    fn apply(&self, standing: &Policy) -> Result<(Policy, String), Failure> {
+        let tier = self.tier.unwrap_or(Tier::Interactive);
+        let mut caller = Caller::unverified(tier);
+        let mut who = format!("as: tier {tier}");
+        if let Some(token) = self.identity_token.as_deref().filter(|t| !t.is_empty()) {
+            let settings = standing.identity.as_ref().ok_or_else(|| {
+                Failure::usage(format!("`{}` has no [identity] to verify the token with", standing.source.display()))
+            })?;
+            let verified = crate::principal::verifier(settings)
+                .map_err(Failure::usage)?
+                .verify(token)
+                .map_err(|e| Failure::new(Code::Refused, e.to_string()))?;
+            for k in verified.claims.keys() {
+                caller.claims.insert(k.clone(), verified.values(k));
+            }
+            who.push_str(&format!(", verified user {}", crate::approver::inert(&verified.subject, false)));
+        }
+        for c in &self.claim {
+            let (name, value) = c
+                .split_once('=')
+                .filter(|(n, _)| !n.is_empty())
+                .ok_or_else(|| Failure::usage(format!("--claim `{}`: expected NAME=VALUE", c.escape_debug())))?;
+            caller.claims.entry(name.to_owned()).or_default().push(value.to_owned());
+        }
+        for (name, values) in caller.claims.iter().filter(|_| !self.claim.is_empty()) {
+            who.push_str(&format!(", claim {name} = {}", crate::approver::inert(&values.join("|"), false)));
+        }
+        let policy = match &self.task_manifest {
+            None => standing.for_caller(&caller),
+            Some(path) => {
+                let task = sandbox_policy::narrow::load_task(path).map_err(|e| Failure::usage(e.to_string()))?;
+                who.push_str(&format!(", task manifest {}", task.hash));
+                sandbox_policy::narrow::apply(standing, &task, &caller)
+                    .map_err(|w| Failure::new(Code::Refused, format!("task manifest `{}`: {w}", path.display())))?
+            }
+        };
+        Ok((policy, who))
+    }
+}
+
 fn load(file: &Path) -> Result<Policy, Failure> {
     sandbox_policy::load(file).map_err(|e| Failure::usage(e.to_string()))
 }
@@ -52,6 +124,10 @@ impl PolicyCommand {
         match self {
             PolicyCommand::Check { file } => {
                 let p = load(&file)?;
+                // The identity provider's keys must be usable now, not at the first run.
+                if let Some(identity) = &p.identity {
+                    crate::principal::verifier(identity).map_err(Failure::usage)?;
+                }
                 super::emit(&print_policy(&p));
                 Ok(0)
             }
@@ -72,15 +148,21 @@ impl PolicyCommand {
                 super::emit(&out);
                 Ok(if widens > 0 { Code::Negative as i32 } else { 0 })
             }
-            PolicyCommand::Explain { file, capability, target } => {
-                let mut p = load(&file)?;
+            PolicyCommand::Explain { file, capability, target, who } => {
+                let given = who.given();
+                let (mut p, who) = who.apply(&load(&file)?)?;
                 // Decide as a run would: the manifest and the audit log are
                 // untouchable when they lie inside the workspace.
                 if let Ok(root) = std::fs::canonicalize(&p.workspace_root) {
                     let audit = p.audit_path.clone();
                     let _ = crate::run::protect_own_files(&mut p, &root, &file, &audit);
                 }
-                explain(&p, &capability, &target)
+                let code = explain(&p, &capability, &target)?;
+                // For a given caller: who that is and the whole effective grant.
+                if given {
+                    super::emit(&format!("{who}\n{}", effective_grant(&p)));
+                }
+                Ok(code)
             }
         }
     }
@@ -111,14 +193,36 @@ fn print_policy(p: &Policy) -> String {
         l.calls,
         bytesize(l.output)
     );
+    if let Some(i) = &p.identity {
+        let required = if i.required { "required" } else { "optional (--user is recorded unverified)" };
+        o!(out, "identity    issuer {}  audience {}  {required}", i.issuer, i.audience);
+        o!(out, "            algorithms {}  claims recorded: {}", i.algorithms.join(","), list(&i.claims));
+    }
+    for (name, source) in &p.secrets {
+        let from = match source {
+            sandbox_policy::secrets::SecretSource::Env(v) => format!("environment variable {v}"),
+            sandbox_policy::secrets::SecretSource::File(f) => format!("file {}", f.display()),
+        };
+        o!(out, "secret      {name}: from {from} (injected by the host; never shown to the tool)");
+    }
     for (name, globs) in p.fs.lists() {
         o!(out, "fs.{name:<13}{}", list(globs));
+    }
+    for (index, when, lists) in p.fs.grants() {
+        let when = when.map_or("everyone".to_owned(), |w| format!("when {w}"));
+        for (name, globs) in lists.into_iter().filter(|(_, g)| !g.is_empty()) {
+            o!(out, "fs.grant[{index}].{name}  {}  ({when})", list(globs));
+        }
     }
     if p.http.rules().is_empty() {
         o!(out, "http.allow      (none: every request is denied)");
     }
     for rule in p.http.rules() {
-        o!(out, "http.allow      {}  methods {}", rule.name, rule.methods().join(","));
+        let when = rule.when.as_ref().map(|w| format!("  (when {w})")).unwrap_or_default();
+        o!(out, "http.allow      {}  methods {}{when}", rule.name, rule.methods().join(","));
+        for (name, value) in &rule.headers {
+            o!(out, "                header {name}: {value}  (set by the host)");
+        }
     }
     if !p.http.allow_private().is_empty() {
         let nets: Vec<String> = p.http.allow_private().iter().map(ToString::to_string).collect();
@@ -133,7 +237,8 @@ fn print_policy(p: &Policy) -> String {
     }
     for rule in p.process.rules() {
         let approval = if rule.approval { "approval required" } else { "no approval" };
-        o!(out, "process.allow   {} -> {} ({approval})", rule.name, rule.path.display());
+        let when = rule.when.as_ref().map(|w| format!(" (when {w})")).unwrap_or_default();
+        o!(out, "process.allow   {} -> {} ({approval}){when}", rule.name, rule.path.display());
         let patterns = rule.patterns();
         o!(
             out,
@@ -143,6 +248,9 @@ fn print_policy(p: &Policy) -> String {
         if !rule.env.is_empty() {
             o!(out, "                env: {}", rule.env.join(" "));
         }
+        for (name, value) in &rule.secret_env {
+            o!(out, "                env {name}={value}  (set by the host)");
+        }
         for refusal in rule.family.refusals() {
             o!(out, "                built-in: {refusal}");
         }
@@ -150,6 +258,30 @@ fn print_policy(p: &Policy) -> String {
     o!(out, "built-in    writes are always refused on: {}", PROTECTED_WRITES.join("  "));
     o!(out, "built-in    the manifest and the audit log are untouchable when inside the workspace;");
     o!(out, "            paths leading outside (`..`, symlinks) and files with several hard links are refused");
+    out
+}
+
+/// The grants of an effective policy, one line per list or rule.
+fn effective_grant(p: &Policy) -> String {
+    let mut out = String::from("effective grant:\n");
+    for (name, globs) in p.fs.lists() {
+        o!(out, "  fs.{name:<13}{}", list(globs));
+    }
+    for rule in p.http.rules() {
+        o!(out, "  http.allow      {}  methods {}", rule.name, rule.methods().join(","));
+    }
+    for rule in p.process.rules() {
+        o!(out, "  process.allow   {} -> {}  args {}", rule.name, rule.path.display(), rule.patterns().join(" | "));
+    }
+    let l = &p.limits;
+    o!(
+        out,
+        "  limits          memory {}  time {}  calls {}  output {}",
+        bytesize(l.memory),
+        humantime::format_duration(l.time),
+        l.calls,
+        bytesize(l.output)
+    );
     out
 }
 

@@ -3,7 +3,7 @@
 use crate::exit::Failure;
 use crate::run::{RunRequest, run};
 use clap::Args;
-use sandbox_policy::ApprovalVia;
+use sandbox_policy::{ApprovalVia, Tier};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -27,9 +27,27 @@ pub struct RunArgs {
     /// Task id recorded on every event; default: a fresh unique id.
     #[arg(long, value_name = "ID")]
     task_id: Option<String>,
-    /// Who the run acts for (recorded on every event); default: the OS user.
+    /// Who the run acts for (recorded on every event as unverified);
+    /// default: the OS user. Not with an identity token.
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
+    /// An identity token (JWT) verified against the manifest's
+    /// `[identity]`; its subject becomes the user. Default: the
+    /// SANDBOX_IDENTITY_TOKEN environment variable. Never echoed.
+    #[arg(long, value_name = "JWT", hide_env_values = true, env = "SANDBOX_IDENTITY_TOKEN")]
+    identity_token: Option<String>,
+    /// How the run was started: interactive, subagent, background or api;
+    /// default: interactive with a terminal, else api.
+    #[arg(long, value_name = "TIER", value_parser = parse_tier)]
+    tier: Option<Tier>,
+    /// Who asked for this run, in order (user, primary agent, sub-agent);
+    /// repeatable; recorded on every event.
+    #[arg(long, value_name = "NAME")]
+    on_behalf_of: Vec<String>,
+    /// A task manifest that narrows the manifest for this run; one that
+    /// would widen anything is refused (exit 77).
+    #[arg(long, value_name = "FILE")]
+    task_manifest: Option<PathBuf>,
     /// The tool's name; default: the component's file stem.
     #[arg(long, value_name = "NAME")]
     agent: Option<String>,
@@ -64,6 +82,10 @@ fn parse_pin(s: &str) -> Result<(String, Vec<IpAddr>), String> {
     Ok((name, addrs))
 }
 
+fn parse_tier(s: &str) -> Result<Tier, String> {
+    Tier::parse(s)
+}
+
 fn parse_via(s: &str) -> Result<ApprovalVia, String> {
     ApprovalVia::parse(s)
 }
@@ -81,5 +103,9 @@ pub fn execute(a: RunArgs) -> Result<i32, Failure> {
         intent: a.intent,
         args: a.args,
         resolve: a.resolve,
+        identity_token: a.identity_token.filter(|t| !t.is_empty()),
+        tier: a.tier,
+        on_behalf_of: a.on_behalf_of,
+        task_manifest: a.task_manifest,
     })
 }

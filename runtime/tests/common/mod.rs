@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)] // a test helper that cannot set up fails the test
 
 pub mod approval_service;
+pub mod browser;
 pub mod http_server;
 
 use serde_json::Value;
@@ -77,7 +78,11 @@ impl Fixture {
     /// A fixture whose manifest is `body` plus, unless `body` sets them,
     /// `[workspace] root = "ws"` and `[audit] path = "audit.jsonl"`.
     pub fn new(body: &str) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
+        Fixture::new_in(tempfile::tempdir().unwrap(), body)
+    }
+
+    /// Like [`new`](Self::new), in `dir`.
+    pub fn new_in(dir: tempfile::TempDir, body: &str) -> Fixture {
         std::fs::create_dir(dir.path().join("ws")).unwrap();
         std::fs::create_dir(dir.path().join("outside")).unwrap();
         std::fs::write(dir.path().join("outside/secret.txt"), "OUTSIDE-SECRET\n").unwrap();
@@ -234,4 +239,30 @@ pub fn result_of<'a>(events: &'a [Value], call: &Value) -> &'a Value {
         .iter()
         .find(|e| e["seq"].as_u64().unwrap() > seq && e["kind"] == "result")
         .unwrap_or_else(|| panic!("no result after {call}"))
+}
+
+/// The unit of `ulimit -f` in this system's `sh`, measured: POSIX (and
+/// dash) count 512-byte blocks, bash 1024-byte ones.
+pub fn ulimit_f_unit(dir: &Path) -> u64 {
+    let probe = dir.join("ulimit-probe");
+    // `head` is stopped by SIGXFSZ at the limit; its status does not matter.
+    let _ = Command::new("sh").arg("-c").arg("ulimit -f 1 && head -c 4000 /dev/zero > \"$0\"").arg(&probe).status();
+    let unit = std::fs::metadata(&probe).map(|m| m.len()).unwrap_or(0);
+    assert!(unit == 512 || unit == 1024, "`ulimit -f 1` let {unit} bytes be written");
+    std::fs::remove_file(&probe).expect("the probe file is removable");
+    unit
+}
+
+/// `cmd` (a [`Fixture::command`]) run by `sh` under `ulimit -f blocks`: no
+/// file it writes may grow past that many `ulimit -f` units.
+pub fn with_file_size_limit(cmd: &Command, blocks: u64) -> Command {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("ulimit -f {blocks} && exec \"$0\" \"$@\""))
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_remove("SANDBOX_LOG")
+        .env("USER", "tester")
+        .stdin(Stdio::null());
+    sh
 }

@@ -1,0 +1,398 @@
+//! Task manifests: a per-task scope on top of the operator's standing
+//! manifest that can only narrow it.
+//!
+//! A task manifest has the format of a manifest, without `[workspace]`,
+//! `[identity]`, `[audit]`, `[secrets]`, `[redact]` or `approval.via`
+//! (those are the operator's). [`apply`] checks that every grant it makes
+//! is covered by the standing manifest and returns the effective policy:
+//! the task's grants, the deny lists of both, limits and approval settings
+//! the task sets (no higher, no weaker) or else the standing ones. The
+//! first grant that would widen anything refuses the task, named.
+//!
+//! Coverage is decided on the rules as written, so it is conservative: a
+//! task glob is covered by an equal standing glob, by `**`, or by a
+//! standing `DIR/**` whose `DIR` has no wildcard when the task glob starts
+//! with `DIR/`; a URL pattern likewise by an equal one or a standing
+//! `PREFIX/**`. A task rule that is narrower in a way these rules cannot
+//! see (`docs/*.md` under a standing `**/*.md`) is refused: write the task
+//! manifest in the standing manifest's terms.
+
+use crate::fs::{FsPolicy, GlobList};
+use crate::http::HttpPolicy;
+use crate::manifest::{ManifestError, parse, read};
+use crate::process::ProcessPolicy;
+use crate::{Caller, Policy, Require, Writes};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+/// Top-level keys a task manifest may have.
+const TASK_KEYS: &[&str] = &["version", "name", "description", "fs", "http", "process", "limits", "approval"];
+
+/// A task manifest, read and compiled.
+#[derive(Debug, Clone)]
+pub struct TaskManifest {
+    /// The compiled manifest (its own grants only).
+    pub policy: Policy,
+    /// `sha256:` of its bytes: `task_policy` on every event.
+    pub hash: String,
+    /// The dotted keys it sets (`limits.memory`, `approval.require`):
+    /// limits and settings it leaves out are the standing manifest's.
+    set: BTreeSet<String>,
+}
+
+/// Why a task manifest cannot apply: the rule that would widen the
+/// standing manifest, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Widening {
+    /// The task manifest's rule (`fs.read:secrets/**`, `limits.time`).
+    pub rule: String,
+    /// What it would widen, lowercase, one line.
+    pub message: String,
+}
+
+impl fmt::Display for Widening {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` would widen the standing manifest: {}", self.rule.escape_debug(), self.message.escape_debug())
+    }
+}
+
+/// Reads a task manifest: a manifest without the operator's sections.
+pub fn load_task(path: &Path) -> Result<TaskManifest, ManifestError> {
+    let (file, text, base) = read(path)?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| ManifestError {
+        file: file.clone(),
+        line: None,
+        key: None,
+        message: format!("not a manifest: {}", e.message()),
+    })?;
+    let refuse = |key: &str, why: &str| ManifestError {
+        file: file.clone(),
+        line: text.lines().position(|l| mentions(l, key)).map(|i| i + 1),
+        key: Some(key.to_owned()),
+        message: format!("not allowed in a task manifest: {why}"),
+    };
+    for key in table.keys() {
+        if !TASK_KEYS.contains(&key.as_str()) {
+            return Err(refuse(key, "it is the operator's, set in the standing manifest"));
+        }
+    }
+    if table.get("approval").and_then(|a| a.get("via")).is_some() {
+        return Err(refuse("approval.via", "the approval channel is the operator's"));
+    }
+    let policy = parse(&file, &text, &base)?;
+    let mut set = BTreeSet::new();
+    for (section, value) in &table {
+        if let Some(t) = value.as_table() {
+            set.extend(t.keys().map(|k| format!("{section}.{k}")));
+        }
+    }
+    let hash = format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())));
+    Ok(TaskManifest { policy, hash, set })
+}
+
+/// Whether a line of TOML sets the table or key `key` (dotted): `[key`,
+/// `[[key`, `key =`, `key.`, or for `a.b` also `b =`.
+fn mentions(line: &str, key: &str) -> bool {
+    let l = line.trim_start().trim_start_matches('[');
+    let last = key.rsplit('.').next().unwrap_or(key);
+    [key, last].iter().any(|k| l.strip_prefix(k).is_some_and(|after| after.starts_with([']', '.', ' ', '='])))
+}
+
+impl TaskManifest {
+    fn sets(&self, key: &str) -> bool {
+        self.set.contains(key)
+    }
+}
+
+/// The effective policy of a run under `task`: both resolved for `caller`
+/// first. Refused, naming the rule, when the task would widen `standing`.
+pub fn apply(standing: &Policy, task: &TaskManifest, caller: &Caller) -> Result<Policy, Widening> {
+    let s = standing.for_caller(caller);
+    let t = task.policy.for_caller(caller);
+    let mut out = s.clone();
+    out.fs = narrow_fs(&s.fs, &t.fs)?;
+    out.http = narrow_http(&s.http, &t.http, task)?;
+    out.process = narrow_process(&s.process, &t.process)?;
+
+    let limit = |key: &str, have: u64, want: u64| -> Result<u64, Widening> {
+        if !task.sets(key) {
+            return Ok(have);
+        }
+        if want > have {
+            return Err(widens(key, format!("{want} is above the standing {have}")));
+        }
+        Ok(want)
+    };
+    out.limits.memory = limit("limits.memory", s.limits.memory, t.limits.memory)?;
+    out.limits.calls = limit("limits.calls", s.limits.calls, t.limits.calls)?;
+    out.limits.output = limit("limits.output", s.limits.output, t.limits.output)?;
+    out.limits.time = shorter("limits.time", task, s.limits.time, t.limits.time)?;
+    out.approval_timeout = shorter("approval.timeout", task, s.approval_timeout, t.approval_timeout)?;
+    if task.sets("approval.require") {
+        let (a, b) = (&s.approval_require, &t.approval_require);
+        let weaker = match (a, b) {
+            (Require::Role(x), Require::Role(y)) => x != y,
+            (Require::Role(_), _) | (_, Require::Role(_)) => a != b,
+            (Require::All(x), Require::All(y)) => !x.iter().all(|n| y.contains(n)),
+            _ => crate::diff::require_strength(b) < crate::diff::require_strength(a),
+        };
+        if weaker {
+            return Err(widens("approval.require", format!("`{b}` is weaker than the standing `{a}`")));
+        }
+        out.approval_require = b.clone();
+    }
+    if task.sets("approval.writes") && t.approval_writes != s.approval_writes {
+        let name = |w: Writes| if w == Writes::EndOfTask { "end-of-task" } else { "per-call" };
+        return Err(widens(
+            "approval.writes",
+            format!("`{}` differs from the standing `{}`", name(t.approval_writes), name(s.approval_writes)),
+        ));
+    }
+    Ok(out)
+}
+
+fn widens(rule: &str, message: String) -> Widening {
+    Widening { rule: rule.to_owned(), message }
+}
+
+fn shorter(key: &str, task: &TaskManifest, have: Duration, want: Duration) -> Result<Duration, Widening> {
+    if !task.sets(key) {
+        return Ok(have);
+    }
+    if want > have {
+        let show = |d| humantime::format_duration(d).to_string();
+        return Err(widens(key, format!("{} is longer than the standing {}", show(want), show(have))));
+    }
+    Ok(want)
+}
+
+/// Whether `pattern` is covered by one of `standing`: equal, `**`, or
+/// under a wildcard-free `PREFIX/**`.
+fn covered(pattern: &str, standing: &[&str]) -> bool {
+    standing.iter().any(|s| {
+        *s == pattern
+            || *s == "**"
+            || s.strip_suffix("/**").is_some_and(|prefix| {
+                !prefix.contains(['*', '?', '[', ']', '{', '}', '\\'])
+                    && pattern.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
+            })
+    })
+}
+
+fn narrow_fs(s: &FsPolicy, t: &FsPolicy) -> Result<FsPolicy, Widening> {
+    let standing = s.lists();
+    let mut lists: Vec<GlobList> = Vec::new();
+    for ((name, globs), (_, have)) in t.lists().into_iter().zip(standing).take(3) {
+        let have: Vec<&str> = have.iter().map(String::as_str).collect();
+        if let Some(g) = globs.iter().find(|g| !covered(g, &have)) {
+            let message = if have.is_empty() {
+                format!("the standing manifest grants no `fs.{name}`")
+            } else {
+                format!("not covered by the standing `fs.{name}` ({})", have.join(", "))
+            };
+            return Err(widens(&format!("fs.{name}:{g}"), message));
+        }
+        let entries: Vec<(String, &str)> = globs.iter().map(|g| (format!("task.fs.{name}"), g.as_str())).collect();
+        lists.push(compile(&entries, false));
+    }
+    let mut deny: Vec<(String, &str)> = s.deny.entries().into_iter().map(|(l, p)| (l.to_owned(), p)).collect();
+    deny.extend(t.deny.entries().into_iter().map(|(_, p)| ("task.fs.deny".to_owned(), p)));
+    let [read, write, auto_approve]: [GlobList; 3] =
+        lists.try_into().unwrap_or_else(|_| unreachable!("three lists were compiled"));
+    Ok(FsPolicy::new(read, write, auto_approve, compile(&deny, true)))
+}
+
+fn compile(entries: &[(String, &str)], case_insensitive: bool) -> GlobList {
+    let named: Vec<(&str, &str)> = entries.iter().map(|(l, p)| (l.as_str(), *p)).collect();
+    // Every glob was validated when its manifest was read.
+    GlobList::compile_named(&named, case_insensitive).unwrap_or_else(|e| panic!("a validated glob failed: {e:?}"))
+}
+
+fn narrow_http(s: &HttpPolicy, t: &HttpPolicy, task: &TaskManifest) -> Result<HttpPolicy, Widening> {
+    let mut rules = Vec::new();
+    for r in t.rules() {
+        let rule = |what: String| widens(&format!("http.allow:{}", r.url()), what);
+        let candidates: Vec<_> = s.rules().iter().filter(|o| covered(r.url(), &[o.url()])).collect();
+        let Some(o) = candidates.first() else {
+            return Err(rule("no standing `http.allow` rule covers this URL".into()));
+        };
+        let fits = |o: &&crate::http::HttpRule| {
+            r.methods().iter().all(|m| o.methods().contains(m) && (!o.asks(m) || r.asks(m)))
+                && (!r.allows_query() || o.allows_query())
+        };
+        // The standing rule's injected headers go with the requests it covers.
+        if let Some(o) = candidates.iter().copied().find(fits) {
+            let mut rule = r.renamed(format!("task.{}", r.name));
+            rule.headers = o.headers.clone();
+            rules.push(rule);
+            continue;
+        }
+        if let Some(m) = r.methods().iter().find(|m| !o.methods().contains(m)) {
+            return Err(rule(format!("method {m} is not allowed by {}", o.name)));
+        }
+        if let Some(m) = r.methods().iter().find(|m| o.asks(m) && !r.asks(m)) {
+            return Err(rule(format!("{m} without approval, where {} asks for it", o.name)));
+        }
+        return Err(rule(format!("query strings, which {} refuses", o.name)));
+    }
+    for net in t.allow_private() {
+        if !s.allow_private().iter().any(|o| o.contains(net)) {
+            return Err(widens(&format!("http.allow_private:{net}"), "not within the standing `allow_private`".into()));
+        }
+    }
+    let ca_certs = if task.sets("http.ca_certs") {
+        if let Some(c) = t.ca_certs.iter().find(|c| !s.ca_certs.contains(c)) {
+            return Err(widens(&format!("http.ca_certs:{}", c.display()), "not a standing trusted root".into()));
+        }
+        t.ca_certs.clone()
+    } else {
+        s.ca_certs.clone()
+    };
+    let timeout = shorter("http.timeout", task, s.timeout, t.timeout)?;
+    Ok(HttpPolicy::new(rules, t.allow_private().to_vec(), timeout, ca_certs))
+}
+
+fn narrow_process(s: &ProcessPolicy, t: &ProcessPolicy) -> Result<ProcessPolicy, Widening> {
+    let mut rules = Vec::new();
+    for r in t.rules() {
+        let rule = |what: String| widens(&format!("process.allow:{}", r.program), what);
+        let Some(o) = s.rule(&r.program) else {
+            return Err(rule("the standing manifest allows no such program".into()));
+        };
+        if o.path != r.path {
+            return Err(rule(format!("path {} differs from the standing {}", r.path.display(), o.path.display())));
+        }
+        if let Some(p) = r.patterns().into_iter().find(|p| !o.patterns().contains(p)) {
+            return Err(rule(format!("args `{p}` is not one of the standing rule's")));
+        }
+        if let Some(d) = o.deny_args().into_iter().find(|d| !r.deny_args().contains(d)) {
+            return Err(rule(format!("drops the standing deny_args `{d}`")));
+        }
+        if let Some(e) = r.env.iter().find(|e| !o.env.contains(e)) {
+            return Err(rule(format!("env `{e}` is not passed by the standing rule")));
+        }
+        if o.approval && !r.approval {
+            return Err(rule("runs without approval, where the standing rule asks for it".into()));
+        }
+        match (o.cwd(), r.cwd()) {
+            (_, None) => {}
+            (Some(a), Some(b)) if covered(b, &[a]) => {}
+            (a, Some(b)) => {
+                return Err(rule(format!(
+                    "cwd `{b}` is outside the standing `{}`",
+                    a.unwrap_or("(workspace root only)")
+                )));
+            }
+        }
+        match (o.timeout, r.timeout) {
+            (Some(a), Some(b)) if b > a => {
+                return Err(rule(format!("timeout {} is longer than the standing one", humantime::format_duration(b))));
+            }
+            (Some(_), None) => return Err(rule("drops the standing rule's timeout".into())),
+            _ => {}
+        }
+        let mut rule = r.renamed(format!("task.{}", r.name));
+        rule.secret_env = o.secret_env.clone();
+        rules.push(rule);
+    }
+    Ok(ProcessPolicy::new(rules))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::{FsOp, RelPath, Verdict};
+    use std::path::Path;
+
+    const STANDING: &str = r#"version = 1
+[fs]
+read = ["docs/**", "records/**"]
+write = ["out/**"]
+deny = ["**/.env"]
+[[http.allow]]
+url = "https://api.example.com/v1/**"
+methods = ["GET", "POST"]
+[approval]
+require = { min = 2 }
+[limits]
+time = "30s"
+calls = 100
+"#;
+
+    fn task(text: &str) -> Result<Policy, Widening> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("task.toml");
+        std::fs::write(&path, text).unwrap();
+        let t = load_task(&path).unwrap();
+        let standing = crate::parse("m.toml", STANDING, Path::new("/base")).unwrap();
+        apply(&standing, &t, &Caller::unverified(crate::Tier::Api))
+    }
+
+    fn decide(p: &Policy, op: FsOp, path: &str) -> (Verdict, String) {
+        let d = p.fs.decide(op, &RelPath::normalise(path).unwrap());
+        (d.verdict, d.rule.to_owned())
+    }
+
+    #[test]
+    fn a_covered_task_is_the_effective_grant_and_keeps_the_standing_denies() {
+        let p = task("version = 1\n[fs]\nread = [\"records/p1/**\", \"docs/**\"]\ndeny = [\"docs/draft/**\"]\n[limits]\ncalls = 10\n[[http.allow]]\nurl = \"https://api.example.com/v1/items/**\"\nmethods = [\"GET\"]\n").unwrap();
+        assert_eq!(decide(&p, FsOp::Read, "records/p1/a.txt"), (Verdict::Allow, "task.fs.read:records/p1/**".into()));
+        assert_eq!(decide(&p, FsOp::Read, "records/p2/a.txt").0, Verdict::Deny);
+        assert_eq!(decide(&p, FsOp::Read, "docs/draft/x.md"), (Verdict::Deny, "task.fs.deny:docs/draft/**".into()));
+        assert_eq!(decide(&p, FsOp::Read, "docs/.env"), (Verdict::Deny, "fs.deny:**/.env".into()));
+        assert_eq!(decide(&p, FsOp::Write, "out/x").0, Verdict::Deny, "no write in the task: none");
+        assert_eq!(p.limits.calls, 10);
+        assert_eq!(p.limits.time, Duration::from_secs(30), "unset limits stay the standing ones");
+        assert_eq!(p.approval_require, Require::Min(2), "unset approval stays the standing one");
+        assert_eq!(p.http.rules().len(), 1);
+        assert!(p.http.rules()[0].name.starts_with("task.http.allow[0]:"));
+    }
+
+    #[test]
+    fn each_kind_of_widening_is_refused_naming_the_rule() {
+        for (body, rule) in [
+            ("[fs]\nread = [\"secrets/**\"]", "fs.read:secrets/**"),
+            ("[fs]\nread = [\"**/*.md\"]", "fs.read:**/*.md"),
+            ("[fs]\nauto_approve = [\"out/**\"]", "fs.auto_approve:out/**"),
+            ("[limits]\ncalls = 1000", "limits.calls"),
+            ("[limits]\ntime = \"1m\"", "limits.time"),
+            ("[approval]\nrequire = { any = true }", "approval.require"),
+            ("[approval]\nwrites = \"end-of-task\"", "approval.writes"),
+            ("[[http.allow]]\nurl = \"https://api.example.com/**\"", "http.allow:https://api.example.com/**"),
+            (
+                "[[http.allow]]\nurl = \"https://api.example.com/v1/x\"\nmethods = [\"DELETE\"]",
+                "http.allow:https://api.example.com/v1/x",
+            ),
+            (
+                "[[http.allow]]\nurl = \"https://api.example.com/v1/x\"\nmethods = [\"POST\"]\napproval = \"never\"",
+                "http.allow:https://api.example.com/v1/x",
+            ),
+            ("[http]\nallow_private = [\"10.0.0.0/8\"]", "http.allow_private:10.0.0.0/8"),
+        ] {
+            let err = task(&format!("version = 1\n{body}\n")).unwrap_err();
+            assert_eq!(err.rule, rule, "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn operator_sections_are_not_allowed_in_a_task_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        for (body, key, line) in [
+            ("[workspace]\nroot = \"/\"", "workspace", 2),
+            ("[audit]\npath = \"x\"", "audit", 2),
+            ("[identity]\nissuer = \"x\"", "identity", 2),
+            ("[approval]\nvia = \"tty\"", "approval.via", 3),
+            ("[secrets.x]\nenv = \"X\"", "secrets", 2),
+        ] {
+            let path = dir.path().join("t.toml");
+            std::fs::write(&path, format!("version = 1\n{body}\n")).unwrap();
+            let e = load_task(&path).unwrap_err();
+            assert_eq!((e.key.as_deref(), e.line), (Some(key), Some(line)), "{body}: {e}");
+            assert!(e.message.starts_with("not allowed in a task manifest"), "{e}");
+        }
+    }
+}
