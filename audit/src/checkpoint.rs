@@ -927,24 +927,12 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::{AuditLog, Event, Kind};
+    use crate::AuditLog;
+    use crate::tests::event;
     use std::os::unix::fs::PermissionsExt;
 
     const WAIT: Duration = Duration::from_secs(2);
 
-    fn event(target: &str) -> Event<'_> {
-        Event {
-            kind: Kind::Call,
-            task: "t1",
-            user: "alice",
-            agent: "tool",
-            component: "sha256:c",
-            policy: "sha256:p",
-            capability: Some("fs.read"),
-            target: Some(target),
-            ..Event::default()
-        }
-    }
 
     fn append(log: &mut AuditLog, prefix: &str, n: usize) {
         for i in 0..n {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(2);
 
-fn event(target: &str) -> Event<'_> {
+pub(crate) fn event(target: &str) -> Event<'_> {
     Event {
         kind: Kind::Call,
         task: "t1",

@@ -821,18 +821,6 @@ fn an_audit_directory_that_cannot_be_created_refuses_the_run() {
     assert_eq!(std::fs::read_to_string(f.path("blocker")).unwrap(), "a regular file\n");
 }
 
-/// The unit of `ulimit -f` in this system's `sh`, measured: POSIX (and
-/// dash) count 512-byte blocks, bash 1024-byte ones.
-fn ulimit_f_unit(dir: &Path) -> u64 {
-    let probe = dir.join("ulimit-probe");
-    // `head` is stopped by SIGXFSZ at the limit; its status does not matter.
-    let _ = Command::new("sh").arg("-c").arg("ulimit -f 1 && head -c 4000 /dev/zero > \"$0\"").arg(&probe).status();
-    let unit = std::fs::metadata(&probe).map(|m| m.len()).unwrap_or(0);
-    assert!(unit == 512 || unit == 1024, "`ulimit -f 1` let {unit} bytes be written");
-    std::fs::remove_file(&probe).expect("the probe file is removable");
-    unit
-}
-
 #[test]
 fn a_full_disk_mid_run_refuses_the_write_and_leaves_a_verifiable_log() {
     let f = fixture(MANIFEST);
@@ -879,18 +867,10 @@ fn a_full_disk_mid_run_refuses_the_write_and_leaves_a_verifiable_log() {
     assert_eq!(p + fits(intent_len), limit - margin);
     assert!(len(3, intent_len) > margin + 100, "the write's call event cannot fit");
     let intent = "p".repeat(intent_len as usize);
-    let blocks = limit / ulimit_f_unit(f.dir.path());
+    let blocks = limit / common::ulimit_f_unit(f.dir.path());
 
     let cmd = f.command("probe", &["--task-id", "cut-task", "--intent", &intent], &args);
-    let mut sh = Command::new("sh");
-    sh.arg("-c")
-        .arg(format!("ulimit -f {blocks} && exec \"$0\" \"$@\""))
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .env_remove("SANDBOX_LOG")
-        .env("USER", "tester")
-        .stdin(Stdio::null());
-    let r = to_run(sh.output().unwrap());
+    let r = to_run(common::with_file_size_limit(&cmd, blocks).output().unwrap());
     assert_eq!(r.code, 126, "{r:?}");
     assert!(r.stderr.contains(&format!("audit log `{}`", f.audit().display())), "names the log: {r:?}");
     // The tool ran (its first call's output reached stdout) ...
