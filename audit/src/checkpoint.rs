@@ -933,7 +933,6 @@ mod tests {
 
     const WAIT: Duration = Duration::from_secs(2);
 
-
     fn append(log: &mut AuditLog, prefix: &str, n: usize) {
         for i in 0..n {
             log.record(&event(&format!("{prefix}{i}")));

@@ -471,20 +471,18 @@ impl AuditLog {
         self.buf.clear();
         for (ts, body) in findings.iter().chain(&self.pending) {
             let start = self.buf.len();
-            self.buf.extend_from_slice(b"{\"v\":");
-            self.buf.extend_from_slice(SCHEMA_VERSION.to_string().as_bytes());
-            self.buf.extend_from_slice(b",\"seq\":");
-            self.buf.extend_from_slice(head.next_seq.to_string().as_bytes());
+            // Written into the buffer directly: no allocation per event.
+            let _ = write!(self.buf, "{{\"v\":{SCHEMA_VERSION},\"seq\":{}", head.next_seq);
             self.buf.extend_from_slice(b",\"ts\":\"");
             self.buf.extend_from_slice(ts.as_bytes());
             self.buf.extend_from_slice(b"\",");
             self.buf.extend_from_slice(body);
             self.buf.extend_from_slice(b",\"prev\":\"sha256:");
-            self.buf.extend_from_slice(hex::encode(head.prev).as_bytes());
+            push_hex(&mut self.buf, &head.prev);
             self.buf.extend_from_slice(b"\"");
             let hash = hash_line(&self.buf[start..]);
             self.buf.extend_from_slice(b",\"hash\":\"sha256:");
-            self.buf.extend_from_slice(hex::encode(hash).as_bytes());
+            push_hex(&mut self.buf, &hash);
             self.buf.extend_from_slice(b"\"}\n");
             head.next_seq += 1;
             head.prev = hash;
@@ -750,6 +748,15 @@ fn first_seq(file: &File) -> Result<u64, TailError> {
         .map_err(|e| TailError::Bad(format!("its first line is not an event ({e}); cannot rotate it")))
 }
 
+/// Appends `bytes` as lowercase hex.
+fn push_hex(buf: &mut Vec<u8>, bytes: &[u8; 32]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        buf.push(HEX[usize::from(b >> 4)]);
+        buf.push(HEX[usize::from(b & 15)]);
+    }
+}
+
 fn now() -> String {
     humantime::format_rfc3339_micros(SystemTime::now()).to_string()
 }
@@ -796,6 +803,11 @@ fn escaped_in_log(c: char) -> bool {
 
 impl serde_json::ser::Formatter for LogFormatter {
     fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
+        // Every character escaped here is outside ASCII (serde_json has
+        // escaped the C0 controls already).
+        if fragment.is_ascii() {
+            return writer.write_all(fragment.as_bytes());
+        }
         let mut start = 0;
         for (i, c) in fragment.char_indices() {
             if escaped_in_log(c) {

@@ -67,10 +67,13 @@ pub fn per_instance(guest: &Path, ws: &Path, manifest: &Path, count: usize, pool
     config.epoch_interruption(true);
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(count as u32 + 8);
-        pool.total_memories(count as u32 + 8);
-        pool.total_tables(count as u32 + 8);
-        pool.total_core_instances(count as u32 * 4 + 8);
+        // A component instance here holds several core instances, each
+        // with its tables; one first instance is made before the others.
+        let n = count as u32 + 1;
+        pool.total_component_instances(n);
+        pool.total_core_instances(n * 8);
+        pool.total_memories(n * 2);
+        pool.total_tables(n * 8);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     let engine = Engine::new(&config)?;

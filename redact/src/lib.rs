@@ -36,7 +36,7 @@ use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The name that selects the default built-in set in `detectors`.
 pub const DEFAULT: &str = "default";
@@ -188,12 +188,45 @@ pub struct Finding<'r> {
 #[derive(Debug, Clone)]
 struct Rule {
     kind: Arc<str>,
-    re: Regex,
+    re: LazyRegex,
     /// Groups that hold the secret, first participating one wins; empty:
     /// the whole match.
     groups: &'static [usize],
     check: Option<Check>,
     key_group: Option<usize>,
+}
+
+/// A rule's regex. A built-in's is compiled when the rule first runs: most
+/// run only when their anchor literal occurs, and compiling them all up
+/// front was most of a run's start-up (BENCHMARKS.md). Clones share it.
+#[derive(Clone)]
+struct LazyRegex(Arc<(String, OnceLock<Regex>)>);
+
+impl std::fmt::Debug for LazyRegex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("LazyRegex").field(&self.0.0).finish()
+    }
+}
+
+impl LazyRegex {
+    /// A regex compiled already (custom patterns, checked when loaded).
+    fn ready(pattern: &str, re: Regex) -> LazyRegex {
+        LazyRegex(Arc::new((pattern.to_owned(), OnceLock::from(re))))
+    }
+
+    /// A built-in pattern: constant, and compiled by the tests.
+    fn builtin(pattern: String) -> LazyRegex {
+        LazyRegex(Arc::new((pattern, OnceLock::new())))
+    }
+
+    fn get(&self) -> &Regex {
+        let (pattern, re) = &*self.0;
+        re.get_or_init(|| {
+            RegexBuilder::new(pattern)
+                .build()
+                .unwrap_or_else(|e| panic!("built-in pattern `{pattern}` does not compile: {e}"))
+        })
+    }
 }
 
 /// A span to replace and the priority of its type (lower wins).
@@ -286,6 +319,7 @@ impl Redactor {
             lens.push(min_len(&p.regex).unwrap_or(1));
             r.unanchored.push(r.rules.len());
             set_patterns.push(p.regex.clone());
+            let re = LazyRegex::ready(&p.regex, re);
             r.rules.push(Rule { kind: Arc::from(p.name.as_str()), re, groups: &[], check: None, key_group: None });
             r.names.push(p.name.clone());
         }
@@ -295,11 +329,9 @@ impl Redactor {
             let kind: Arc<str> = Arc::from(b.name);
             for spec in SPECS.iter().filter(|s| s.name == b.name) {
                 let pattern = format!("(?-u){}", spec.pattern);
-                let re = RegexBuilder::new(&pattern)
-                    .build()
-                    .unwrap_or_else(|e| panic!("built-in pattern of `{}` does not compile: {e}", spec.name));
                 lens.push(min_len(&pattern).unwrap_or(1));
                 let i = r.rules.len();
+                let re = LazyRegex::builtin(pattern.clone());
                 if spec.anchors.is_empty() {
                     r.unanchored.push(i);
                     set_patterns.push(pattern);
@@ -436,12 +468,12 @@ impl Redactor {
                 }
             };
             if rule.groups.is_empty() && rule.key_group.is_none() {
-                for m in rule.re.find_iter(bytes) {
+                for m in rule.re.get().find_iter(bytes) {
                     consider(m.range());
                 }
                 continue;
             }
-            for caps in rule.re.captures_iter(bytes) {
+            for caps in rule.re.get().captures_iter(bytes) {
                 if let Some(k) = rule.key_group.and_then(|g| caps.get(g))
                     && !key_names_a_secret(&String::from_utf8_lossy(k.as_bytes()))
                 {
@@ -619,3 +651,20 @@ fn compile_custom(pattern: &str) -> Result<Regex, String> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod lazy_regex_tests {
+    use super::*;
+
+    /// Built-in regexes are compiled when first used, so this compiles
+    /// every one of them: none may fail at run time.
+    #[test]
+    fn every_builtin_pattern_compiles() {
+        let all: Vec<&str> = BUILTINS.iter().map(|b| b.name).collect();
+        let r = Redactor::new(&all, &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.rules.len(), SPECS.len());
+        for rule in &r.rules {
+            assert!(rule.re.get().captures_len() >= 1);
+        }
+    }
+}

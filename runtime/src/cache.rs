@@ -28,7 +28,6 @@ use std::hash::Hasher;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -231,15 +230,12 @@ pub fn entry_key(engine: &Engine, digest: &[u8]) -> String {
     hex::encode(h.finalize())
 }
 
-/// SHA-256 over wasmtime's precompile compatibility hash. Every run uses
-/// the same configuration, so it is computed once per process.
+/// SHA-256 over wasmtime's precompile compatibility hash (a few hundred
+/// bytes of settings: microseconds).
 fn engine_hash(engine: &Engine) -> [u8; 32] {
-    static HASH: OnceLock<[u8; 32]> = OnceLock::new();
-    *HASH.get_or_init(|| {
-        let mut hasher = ShaHasher(Sha256::new());
-        std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
-        hasher.0.finalize().into()
-    })
+    let mut hasher = ShaHasher(Sha256::new());
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
+    hasher.0.finalize().into()
 }
 
 /// A `Hasher` that feeds SHA-256: stable across processes and Rust

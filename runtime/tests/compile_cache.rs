@@ -246,7 +246,7 @@ fn files_owned_by_another_account_are_not_trusted() {
     let c = Cached::new();
     let key = c.compile("probe");
     let stranger = Some(rustix::process::Uid::from_raw(4321));
-    rustix::fs::chown(&c.entry(&key), stranger, None).unwrap();
+    rustix::fs::chown(c.entry(&key), stranger, None).unwrap();
     let r = c.run();
     assert!(r.stderr.contains("owned by uid 4321") && compiled(&r), "{r:?}");
     assert_eq!(std::fs::metadata(c.entry(&key)).unwrap().uid(), 0);

@@ -22,8 +22,9 @@ pub fn execute(a: CompileArgs) -> Result<i32, Failure> {
     let engine = crate::run::engine().map_err(|e| Failure::internal(format!("cannot configure the engine: {e}")))?;
     let mut out = String::new();
     for path in &a.components {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Failure::usage(format!("component `{}`: {}", path.display(), sandbox_policy::io_reason(&e))))?;
+        let bytes = std::fs::read(path).map_err(|e| {
+            Failure::usage(format!("component `{}`: {}", path.display(), sandbox_policy::io_reason(&e)))
+        })?;
         let digest = Sha256::digest(&bytes);
         let (_, source) = cache.component(&engine, &bytes, &digest).map_err(|e| {
             Failure::usage(format!("component `{}`: {}", path.display(), crate::run::component_error(&bytes, &e)))
