@@ -42,10 +42,10 @@ use crate::staging::Staging;
 use crate::workspace::Workspace;
 use sandbox_audit::{ApprovalRecord, AuditLog, Decision, Event, Kind};
 use sandbox_policy::{Policy, Verdict};
-use sandbox_redact::{ConfigError, Counts, Redactor};
+use sandbox_redact::{Counts, Redactor};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Refused calls tolerated after `limits.calls` is used up before the run
@@ -199,6 +199,8 @@ pub(crate) struct Ctx<'a> {
     pub staging: Option<&'a Mutex<Staging>>,
     /// The run's detectors and secret values.
     pub redactor: &'a Redactor,
+    /// The secret values alone, when there are any.
+    pub literals: Option<&'a Redactor>,
 }
 
 impl Ctx<'_> {
@@ -211,19 +213,19 @@ impl Ctx<'_> {
     /// without, only the secret values the host added (those never reach
     /// the tool). Replacements are added to `counts`.
     pub fn returned(&self, redact: bool, data: Vec<u8>, counts: &mut Counts) -> Vec<u8> {
-        match (redact, self.redactor.has_literals()) {
+        match (redact, self.literals) {
             (true, _) => self.redactor.redact_vec(data, counts),
-            (false, true) => self.redactor.literals_only().redact_vec(data, counts),
-            (false, false) => data,
+            (false, Some(literals)) => literals.redact_vec(data, counts),
+            (false, None) => data,
         }
     }
 
     /// [`returned`](Self::returned) for text (HTTP header values).
     pub fn returned_text(&self, redact: bool, text: String, counts: &mut Counts) -> String {
-        match (redact, self.redactor.has_literals()) {
+        match (redact, self.literals) {
             (true, _) => self.redactor.redact_string(text, counts),
-            (false, true) => self.redactor.literals_only().redact_string(text, counts),
-            (false, false) => text,
+            (false, Some(literals)) => literals.redact_string(text, counts),
+            (false, None) => text,
         }
     }
 }
@@ -245,9 +247,9 @@ pub struct Corridor {
     launcher: Option<Arc<Launcher>>,
     /// With `[approval] writes = "end-of-task"`: the task's staged changes.
     staging: Option<Arc<Mutex<Staging>>>,
-    /// The policy's detectors plus the secret values added at run time;
-    /// each call takes the one in force when it starts.
-    redactor: Arc<RwLock<Arc<Redactor>>>,
+    /// The secret values of `policy.redact.redactor` alone (built once),
+    /// for data returned to the tool when `[redact] outputs` is off.
+    literals: Option<Arc<Redactor>>,
 }
 
 impl std::fmt::Debug for Corridor {
@@ -268,7 +270,8 @@ impl HostCtx {
     /// Builds the host state of one run.
     pub fn new(parts: RunParts) -> HostCtx {
         let intent = parts.task.intent.clone();
-        let redactor = parts.policy.redact.redactor.clone();
+        let redactor = &parts.policy.redact.redactor;
+        let literals = redactor.has_literals().then(|| Arc::new(redactor.literals_only()));
         let corridor = Corridor {
             policy: parts.policy,
             workspace: Arc::new(parts.workspace),
@@ -281,7 +284,7 @@ impl HostCtx {
             stop: parts.stop,
             launcher: parts.launcher.map(Arc::new),
             staging: None,
-            redactor: Arc::new(RwLock::new(Arc::new(redactor))),
+            literals,
         };
         HostCtx { corridor, intent }.with_staging()
     }
@@ -321,22 +324,6 @@ impl HostCtx {
     /// The intent in force (the tool's last, or the run's).
     pub fn intent(&self) -> Option<&str> {
         self.intent.as_deref()
-    }
-
-    /// Adds a secret value (one the host injects, such as a token put into
-    /// a request header) that is replaced by `[redacted:secret]` wherever
-    /// it appears from the next call on: in every event and preview, and
-    /// in data returned to the tool whether or not `[redact] outputs` is
-    /// set. An empty value is refused.
-    pub fn add_secret(&self, value: &str) -> Result<(), ConfigError> {
-        let mut current = self.corridor.redactor.write().unwrap_or_else(PoisonError::into_inner);
-        Arc::make_mut(&mut current).add_secret(value)
-    }
-
-    /// The detectors and secret values in force, to redact text the run
-    /// records outside the corridor (its own `task-start` and `task-end`).
-    pub fn redactor(&self) -> Arc<Redactor> {
-        self.corridor.redactor()
     }
 }
 
@@ -429,9 +416,10 @@ impl Corridor {
         self.staging.as_deref().is_some_and(|s| !crate::staging::lock(s).is_empty())
     }
 
-    /// The detectors and secret values in force now.
-    pub(crate) fn redactor(&self) -> Arc<Redactor> {
-        Arc::clone(&self.redactor.read().unwrap_or_else(PoisonError::into_inner))
+    /// The run's detectors and secret values (the runtime adds the
+    /// secrets to the policy's redactor before the run starts).
+    pub(crate) fn redactor(&self) -> &Redactor {
+        &self.policy.redact.redactor
     }
 
     /// The task id.
@@ -514,7 +502,8 @@ impl Corridor {
             clock: &self.clock,
             launcher: self.launcher.as_deref(),
             staging: self.staging.as_deref(),
-            redactor: &redactor,
+            redactor,
+            literals: self.literals.as_deref(),
         };
         // Staged: recorded and kept for the end of the task, not approved
         // or applied now.
@@ -538,13 +527,13 @@ impl Corridor {
         let plan = match plan {
             Ok(plan) => plan,
             Err(r) => {
-                let shown = Shown::new(&redactor, intent_counts, &r.target, r.dest.as_deref(), r.resolved.as_deref());
+                let shown = Shown::new(redactor, intent_counts, &r.target, r.dest.as_deref(), r.resolved.as_deref());
                 let rec = shown.record(capability, intent);
                 let mut ev = self.event(Kind::Call, &rec);
                 ev.decision = Some(r.decision);
                 ev.rule = Some(&r.rule);
                 lock_audit(&self.audit).record(&ev);
-                self.record_result::<T>(&redactor, &rec, Err(&r.error), bytes_in, None, start);
+                self.record_result::<T>(redactor, &rec, Err(&r.error), bytes_in, None, start);
                 self.recorded()?;
                 if calls > cx.policy.limits.calls + CALLS_GRACE {
                     // Recorded like every refused call; then the run ends.
@@ -554,7 +543,7 @@ impl Corridor {
             }
         };
         let mut shown =
-            Shown::new(&redactor, intent_counts, &plan.target, plan.dest.as_deref(), plan.resolved.as_deref());
+            Shown::new(redactor, intent_counts, &plan.target, plan.dest.as_deref(), plan.resolved.as_deref());
         let cwd = plan.cwd.as_deref().map(|d| redactor.redact(d, &mut shown.counts));
         let rec = shown.record(capability, intent);
         let mut ev = self.event(Kind::Call, &rec);
@@ -569,7 +558,7 @@ impl Corridor {
         let prepared = match plan.ready {
             Ok(p) => p,
             Err(e) => {
-                self.record_result::<T>(&redactor, &rec, Err(&e), bytes_in, None, start);
+                self.record_result::<T>(redactor, &rec, Err(&e), bytes_in, None, start);
                 self.recorded()?;
                 return Ok(Err(e));
             }
@@ -615,7 +604,7 @@ impl Corridor {
             lock_audit(&self.audit).record(&ev);
             if !answer.approved {
                 let error = Error::NotApproved(answer.reason.clone());
-                self.record_result::<T>(&redactor, &rec, Err(&error), bytes_in, None, start);
+                self.record_result::<T>(redactor, &rec, Err(&error), bytes_in, None, start);
                 self.recorded()?;
                 return Ok(Err(error));
             }
@@ -625,7 +614,7 @@ impl Corridor {
             self.durable()?;
         }
         let outcome = act(cx, prepared);
-        self.record_result(&redactor, &rec, outcome.as_ref().map(|_| ()), bytes_in, outcome.as_ref().ok(), start);
+        self.record_result(redactor, &rec, outcome.as_ref().map(|_| ()), bytes_in, outcome.as_ref().ok(), start);
         self.recorded()?;
         Ok(outcome.map(|done| done.value))
     }
