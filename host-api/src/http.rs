@@ -112,7 +112,7 @@ fn prepare(cx: Ctx<'_>, out: &Outgoing, shown: &str) -> Result<Plan<Exchange>, B
         dest: None,
         resolved: None,
         verdict,
-        rule: rule.to_owned(),
+        rule: rule.name.clone(),
         effect: true,
         size: (!out.body.is_empty()).then_some(out.body.len() as u64),
         preview: (verdict == sandbox_policy::Verdict::Ask).then(|| preview(out, sha.as_deref())),
@@ -157,17 +157,15 @@ fn prepare(cx: Ctx<'_>, out: &Outgoing, shown: &str) -> Result<Plan<Exchange>, B
     // The rule's injected headers replace the tool's of the same name; the
     // values exist only here, host-side, and never in the record.
     let mut headers = out.headers.clone();
-    if let Some(r) = cx.policy.http.rules().iter().find(|r| r.name == rule) {
-        for (name, value) in &r.headers {
-            let Some(value) = value.render(&cx.policy.secret_values) else {
-                plan.ready = Err(Error::Failed(format!("the secret for header `{name}` is not available")));
-                return Ok(plan);
-            };
-            headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-            headers.push((name.clone(), value));
-            if let Some(recorded) = plan.headers.as_mut() {
-                recorded.push(format!("{name} (secret)"));
-            }
+    for (name, value) in &rule.headers {
+        let Some(value) = value.render(&cx.policy.secret_values) else {
+            plan.ready = Err(Error::Failed(format!("the secret for header `{name}` is not available")));
+            return Ok(plan);
+        };
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        headers.push((name.clone(), value));
+        if let Some(recorded) = plan.headers.as_mut() {
+            recorded.push(format!("{name} (secret)"));
         }
     }
     plan.ready = Ok(Exchange { method: out.method.clone(), target, addrs, headers, body: out.body.clone() });

@@ -464,7 +464,7 @@ impl HttpPolicy {
     /// Decides a request by its method and URL: `Allow` or `Ask` with the
     /// rule, or a denial. The first rule whose location (scheme, host, port,
     /// path) matches and that allows the method and the query decides.
-    pub fn decide(&self, method: &str, target: &HttpTarget) -> Result<(Verdict, &str), HttpDenial<'_>> {
+    pub fn decide(&self, method: &str, target: &HttpTarget) -> Result<(Verdict, &HttpRule), HttpDenial<'_>> {
         let mut refusal: Option<HttpDenial<'_>> = None;
         for rule in &self.rules {
             if rule.scheme != target.scheme
@@ -493,7 +493,7 @@ impl HttpPolicy {
                 continue;
             }
             let ask = rule.approval.unwrap_or(!matches!(method, "GET" | "HEAD"));
-            return Ok((if ask { Verdict::Ask } else { Verdict::Allow }, &rule.name));
+            return Ok((if ask { Verdict::Ask } else { Verdict::Allow }, rule));
         }
         Err(refusal.unwrap_or_else(|| HttpDenial {
             rule: "default",
@@ -630,7 +630,7 @@ mod tests {
             &[],
         );
         assert_eq!(
-            p.decide("GET", &t("https://api.example.com/v1/repos/x")),
+            p.decide("GET", &t("https://api.example.com/v1/repos/x")).map(|(v, r)| (v, r.name.as_str())),
             Ok((Verdict::Allow, "http.allow[0]:https://api.example.com/v1/**"))
         );
         assert_eq!(p.decide("GET", &t("https://API.example.com:443/v1/")).map(|d| d.0), Ok(Verdict::Allow));

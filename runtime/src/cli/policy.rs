@@ -351,7 +351,7 @@ fn explain_http(p: &Policy, raw: &str) -> Result<i32, Failure> {
     match p.http.decide(method, &target) {
         Ok((verdict, rule)) => {
             let word = if verdict == Verdict::Ask { "ask (allowed once a human approves)" } else { "allow" };
-            let mut out = format!("{word}: http.send `{line}` (rule {rule})\n");
+            let mut out = format!("{word}: http.send `{line}` (rule {})\n", rule.name);
             if let sandbox_policy::http::HostName::Ip(ip) = target.host
                 && let Err(why) = p.http.check_address(ip)
             {
