@@ -284,7 +284,7 @@ impl Checkpoint {
             key: key.id.clone(),
             sig: String::new(),
         };
-        cp.sig = hex::encode(key.key.sign(&cp.signed_form()).to_bytes());
+        cp.sig = key.sign_hex(&cp.signed_form());
         cp
     }
 
@@ -333,13 +333,60 @@ impl Checkpoint {
     /// Whether `sig` is a valid signature of the signed form under `key`
     /// (strict verification: no malleable or small-order forms).
     pub fn signature_valid(&self, key: &PublicKey) -> bool {
-        let mut sig = [0u8; 64];
-        if hex::decode_to_slice(&self.sig, &mut sig).is_err() {
+        key.verifies(&self.signed_form(), &self.sig)
+    }
+}
+
+impl SigningKey {
+    /// An Ed25519 signature of `message`, as 128 lowercase hex digits.
+    pub(crate) fn sign_hex(&self, message: &[u8]) -> String {
+        hex::encode(self.key.sign(message).to_bytes())
+    }
+}
+
+impl PublicKey {
+    /// Whether `sig` (128 hex digits) is a valid signature of `message`
+    /// (strict verification: no malleable or small-order forms).
+    pub(crate) fn verifies(&self, message: &[u8], sig: &str) -> bool {
+        let mut raw = [0u8; 64];
+        if hex::decode_to_slice(sig, &mut raw).is_err() {
             return false;
         }
-        let sig = ed25519_dalek::Signature::from_bytes(&sig);
-        key.key.verify_strict(&self.signed_form(), &sig).is_ok()
+        let sig = ed25519_dalek::Signature::from_bytes(&raw);
+        self.key.verify_strict(message, &sig).is_ok()
     }
+}
+
+/// The checkpoints in `checkpoints` signed by `key`, as (`size`, `ts`), in
+/// file order. An incomplete last line (a crash while it was written) is
+/// skipped; any other line that is not a checkpoint of this key with a
+/// valid signature is an error naming its line.
+pub fn signed_sizes(checkpoints: &Path, key: &PublicKey) -> Result<Vec<(u64, String)>, String> {
+    let name = checkpoints.display();
+    let file = match File::open(checkpoints) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("checkpoint file `{name}`: {}", crate::read::io_reason(&e))),
+    };
+    let mut reader = BufReader::new(file);
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    for line_no in 1u64.. {
+        buf.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| format!("checkpoint file `{name}`: {}", crate::read::io_reason(&e)))?;
+        if n == 0 || buf.pop() != Some(b'\n') && (n as u64) <= MAX_LINE {
+            break;
+        }
+        let cp = Checkpoint::parse(&buf).map_err(|e| format!("checkpoint file `{name}` line {line_no}: {e}"))?;
+        if cp.key != key.id || !cp.signature_valid(key) {
+            return Err(format!("checkpoint file `{name}` line {line_no}: not signed by key {}", key.id));
+        }
+        out.push((cp.size, cp.ts));
+    }
+    Ok(out)
 }
 
 /// Why a checkpoint could not be written. The runtime treats it as an
@@ -411,6 +458,9 @@ impl Checkpointer {
             .mode(0o644)
             .open(path)
             .map_err(|e| err(format!("cannot open it: {}", crate::read::io_reason(&e))))?;
+        // Signing over a prune this key did not sign would vouch for a
+        // deletion nobody proved.
+        crate::prune::check_signed(log, &key.public()).map_err(err)?;
         Ok(Checkpointer {
             key,
             log: log.to_owned(),
@@ -614,6 +664,37 @@ pub struct CheckpointReport {
     pub pruned: u64,
 }
 
+/// Whether the prune record a pruned log starts after proves itself: signed
+/// by the checkpoint key, and resting on a checkpoint (among the verified
+/// `claims`) that covers every removed event and is at least the
+/// retention older than the prune.
+fn prune_proven(r: &crate::prune::PruneRecord, claims: &[Claim], key: &PublicKey) -> Result<(), String> {
+    match (&r.key, &r.sig) {
+        (None, _) | (_, None) => {
+            return Err(format!(
+                "the log starts after a prune that is not signed: with signed checkpoints a prune must be signed with their key ({}); this one was made without it, or forged",
+                key.id()
+            ));
+        }
+        (Some(id), Some(_)) if id != key.id() => {
+            return Err(format!("the prune is signed by key {id}, not by the checkpoint key {}", key.id()));
+        }
+        _ if !r.signed_by(key) => return Err("the prune record's signature does not verify (edited or forged)".into()),
+        _ => {}
+    }
+    r.consistent()?;
+    let Some(proof) = &r.proof else {
+        return Err("the signed prune names no checkpoint that proves the removed events old enough".into());
+    };
+    if !claims.iter().any(|c| c.size == proof.size && c.ts == proof.ts) {
+        return Err(format!(
+            "the checkpoint its proof names ({} events, signed at {}) is not among the signed checkpoints",
+            proof.size, proof.ts
+        ));
+    }
+    Ok(())
+}
+
 /// The hashes of removed events that a prune record names: the last event
 /// of each removed segment, and the one before the first kept event.
 fn pruned_heads(r: &crate::prune::PruneRecord) -> BTreeMap<u64, [u8; 32]> {
@@ -741,6 +822,17 @@ pub enum CheckpointVerifyError {
         /// The checkpoint file.
         path: PathBuf,
     },
+    /// The prune the log starts after is not signed with the checkpoint
+    /// key, or not proven old enough by a signed checkpoint.
+    #[error("prune record `{}` line {line}: {reason}", path.display())]
+    Prune {
+        /// The prune record file.
+        path: PathBuf,
+        /// 1-based line of the record.
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
     /// The first bad checkpoint.
     #[error("checkpoint file `{}`: {problem}", path.display())]
     Bad {
@@ -757,6 +849,7 @@ struct Claim {
     size: u64,
     log: [u8; 32],
     head: [u8; 32],
+    ts: String,
 }
 
 /// Verifies the log at `log` (its segments and live file, as one chain)
@@ -843,7 +936,7 @@ pub fn verify_checkpoints(
             first_problem = Some(CheckpointProblem::Malformed { line: line_no, reason: "bad hash".into() });
             break;
         };
-        claims.push(Claim { line: line_no, size: cp.size, log: log_hash, head });
+        claims.push(Claim { line: line_no, size: cp.size, log: log_hash, head, ts: cp.ts.clone() });
         latest = Some((line_no, cp));
     }
 
@@ -863,11 +956,20 @@ pub fn verify_checkpoints(
     // A pruned log (verify_log checked that its last prune record is
     // vouched for by the chain) carries its identity in that record, which
     // also names the hashes of a few removed events.
+    let mut unproven_prune = None;
     let (identity, removed) = if chain.first_seq == 0 {
         (wanted.get(&0).copied().flatten(), BTreeMap::new())
     } else {
         match crate::prune::last_record(log).map_err(LogVerifyError::from)? {
-            Some((r, _, _)) => (parse_hash(&r.log), pruned_heads(&r)),
+            Some((r, _, line)) => {
+                // Reported after the checkpoints themselves, which may show
+                // more precisely what was rewritten.
+                if let Err(reason) = prune_proven(&r, &claims, key) {
+                    unproven_prune =
+                        Some(CheckpointVerifyError::Prune { path: crate::prune::record_path(log), line, reason });
+                }
+                (parse_hash(&r.log), pruned_heads(&r))
+            }
             None => (None, BTreeMap::new()),
         }
     };
@@ -907,6 +1009,9 @@ pub fn verify_checkpoints(
     }
     if let Some(problem) = first_problem {
         return Err(bad(problem));
+    }
+    if let Some(e) = unproven_prune {
+        return Err(e);
     }
     let Some((_, latest)) = latest else {
         return Err(CheckpointVerifyError::Empty { path: checkpoints.to_owned() });
@@ -1186,8 +1291,13 @@ mod tests {
             retention: Some(crate::Retention::parse("1s").unwrap()),
             origin: crate::Origin { task: "prune".into(), user: "ops".into(), ..crate::Origin::default() },
             lock_wait: WAIT,
+            signing: Some(crate::prune::PruneSigning {
+                key: std::sync::Arc::new(SigningKey::load(&keyfile).unwrap()),
+                checkpoints: cp.clone(),
+            }),
         };
         let record = crate::prune(&path, &req).unwrap().record.unwrap();
+        assert!(record.signed_by(&public) && record.proof.is_some(), "{record:?}");
         assert!(record.first_kept > 4, "{record:?}");
 
         // Event 0 is gone; the identity is the one the prune record carries.

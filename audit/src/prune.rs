@@ -70,6 +70,29 @@ pub struct PruneRecord {
     pub prev: String,
     /// The segments removed, oldest first.
     pub segments: Vec<PrunedSegment>,
+    /// For a log with signed checkpoints: the earliest signed checkpoint
+    /// that covers every removed event, which shows how old they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<PruneProof>,
+    /// For a log with signed checkpoints: the id of the checkpoint key
+    /// that signed this record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// For a log with signed checkpoints: the Ed25519 signature (hex) of
+    /// the record without `sig` ([`PruneRecord::signed_form`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
+}
+
+/// The signed checkpoint a signed prune rests on: every removed event was
+/// in the log when it was made, at least the retention before the prune.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneProof {
+    /// Its `size`: greater than the `seq` of the last removed event.
+    pub size: u64,
+    /// Its `ts`, as signed.
+    pub ts: String,
 }
 
 /// A segment a prune removed.
@@ -91,6 +114,71 @@ pub struct PrunedSegment {
 }
 
 impl PruneRecord {
+    /// The bytes the signature covers: the record without `sig`, compact,
+    /// members in declaration order.
+    pub fn signed_form(&self) -> Vec<u8> {
+        let unsigned = PruneRecord { sig: None, ..self.clone() };
+        // Strings, numbers and lists serialise into memory without fail.
+        serde_json::to_vec(&unsigned).unwrap_or_default()
+    }
+
+    /// Whether the record is signed by `key` with a valid signature.
+    pub fn signed_by(&self, key: &crate::checkpoint::PublicKey) -> bool {
+        match (&self.key, &self.sig) {
+            (Some(id), Some(sig)) => id == key.id() && key.verifies(&self.signed_form(), sig),
+            _ => false,
+        }
+    }
+
+    /// Checks what a record says of itself, without a key: its times parse,
+    /// every removed segment is older than `before`, and `before` is at
+    /// least the retention older than the prune. A forger who writes the
+    /// record can make these hold; a signed record cannot be made up.
+    pub fn consistent(&self) -> Result<(), String> {
+        let time = |what: &str, t: &str| {
+            humantime::parse_rfc3339(t)
+                .map_err(|e| format!("its `{what}` `{}` is not an RFC 3339 time ({e})", t.escape_debug()))
+        };
+        let at = time("at", &self.at)?;
+        let before = time("before", &self.before)?;
+        let retention = Retention::parse(&self.retention).map_err(|e| format!("its `retention`: {e}"))?;
+        // `at` was written to the second before version 0.2; allow for it.
+        if before + retention.period > at + Duration::from_secs(1) {
+            return Err(format!(
+                "it removed events younger than its own retention: before {} is within {} of the prune at {}",
+                self.before, self.retention, self.at
+            ));
+        }
+        for s in &self.segments {
+            // `before` was written to the second before version 0.2 too.
+            if time("newest", &s.newest)? >= before + Duration::from_secs(1) {
+                return Err(format!(
+                    "segment `{}` held an event of {}, not older than before {}",
+                    s.file.escape_debug(),
+                    s.newest,
+                    self.before
+                ));
+            }
+        }
+        if let Some(p) = &self.proof {
+            let made = time("proof.ts", &p.ts)?;
+            if p.size < self.first_kept {
+                return Err(format!(
+                    "its proof (a checkpoint of {} events) does not cover the removed events up to seq {}",
+                    p.size,
+                    self.first_kept.saturating_sub(1)
+                ));
+            }
+            if made + retention.period > at + Duration::from_secs(1) {
+                return Err(format!(
+                    "its proof, the checkpoint signed at {}, is not older than the retention {} at the prune ({})",
+                    p.ts, self.retention, self.at
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The `prev` the log's first event must have when the log starts at
     /// `seq`, if this record lets it start there.
     pub fn start_at(&self, seq: u64) -> Option<[u8; 32]> {
@@ -163,6 +251,20 @@ pub struct PruneRequest {
     pub origin: Origin,
     /// How long to wait for the log's lock.
     pub lock_wait: Duration,
+    /// The checkpoint file of a log with signed checkpoints, and the key
+    /// that signs them. Required when that file holds checkpoints: the
+    /// prune then removes only events a signed checkpoint shows are older
+    /// than the retention, and signs its record.
+    pub signing: Option<PruneSigning>,
+}
+
+/// How a prune of a log with signed checkpoints proves itself.
+#[derive(Debug, Clone)]
+pub struct PruneSigning {
+    /// The log's checkpoint key.
+    pub key: std::sync::Arc<crate::checkpoint::SigningKey>,
+    /// The log's checkpoint file.
+    pub checkpoints: PathBuf,
 }
 
 /// A retention period and its text.
@@ -197,6 +299,41 @@ pub struct Pruned {
     pub record: Option<PruneRecord>,
     /// `seq` of the finding that vouches for it.
     pub finding_seq: Option<u64>,
+    /// Why segments older than `before` were kept anyway: no signed
+    /// checkpoint shows they are older than the retention.
+    pub unproven: Option<String>,
+}
+
+/// For a writer about to sign checkpoints of `log` with the key whose
+/// public half is `key`: refuses a log that starts after a prune this key
+/// did not sign (made without the key, or forged).
+pub fn check_signed(log: &Path, key: &crate::checkpoint::PublicKey) -> Result<(), String> {
+    let files = crate::read::files(log).map_err(|e| e.to_string())?;
+    let Some(first) = files.first() else { return Ok(()) };
+    let start = crate::verify::first_seq(first).map_err(|e| format!("audit log `{}`: {e}", first.display()))?;
+    if start.unwrap_or(0) == 0 {
+        return Ok(());
+    }
+    match last_record(log).map_err(|e| e.to_string())? {
+        Some((r, _, _)) if r.signed_by(key) => Ok(()),
+        Some((_, _, line)) => Err(format!(
+            "audit log `{}` starts after a prune (`{}` line {line}) that checkpoint key {} did not sign: no checkpoint is signed over it (a log with signed checkpoints is pruned with `sandbox audit prune --signing-key`; check it with `sandbox audit verify --public-key`)",
+            log.display(),
+            record_path(log).display(),
+            key.id()
+        )),
+        // Verification reports the missing record; signing needs the
+        // log's identity, which fails on its own.
+        None => Ok(()),
+    }
+}
+
+/// `<log>.checkpoints`: where a log's checkpoints are unless the manifest
+/// says otherwise.
+pub fn default_checkpoints(log: &Path) -> PathBuf {
+    let mut p = log.as_os_str().to_owned();
+    p.push(".checkpoints");
+    PathBuf::from(p)
 }
 
 /// A segment as the walk saw it.
@@ -271,9 +408,45 @@ fn prune_locked(log: &Path, req: &PruneRequest, writer: &mut AuditLog) -> Result
             rfc3339(cutoff)
         )));
     }
-    let doomed: Vec<&Seen> = walked.segments.iter().take_while(|s| s.newest.is_some_and(|t| t < req.before)).collect();
+    let signed = match &req.signing {
+        Some(signing) => Some(signed_checkpoints(log, signing)?),
+        None => {
+            let cp = default_checkpoints(log);
+            if std::fs::metadata(&cp).is_ok_and(|m| m.len() > 0) {
+                return Err(PruneError::Refused(format!(
+                    "audit log `{}` has signed checkpoints (`{}`): give --signing-key so the prune is proven by them and signed",
+                    log.display(),
+                    cp.display()
+                )));
+            }
+            None
+        }
+    };
+    // A signed prune removes a segment only when a signed checkpoint that
+    // covers its last event is at least the retention old.
+    let proof_for = |s: &Seen| -> Option<PruneProof> {
+        let sizes = signed.as_ref()?;
+        let (size, ts) = sizes.iter().find(|(size, _)| *size > s.last)?;
+        let made = humantime::parse_rfc3339(ts).ok()?;
+        (made <= cutoff).then(|| PruneProof { size: *size, ts: ts.clone() })
+    };
+    let old: Vec<&Seen> = walked.segments.iter().take_while(|s| s.newest.is_some_and(|t| t < req.before)).collect();
+    let doomed: Vec<&Seen> = match &signed {
+        Some(_) => old.iter().copied().take_while(|s| proof_for(s).is_some()).collect(),
+        None => old.clone(),
+    };
+    let unproven = (doomed.len() < old.len()).then(|| {
+        let kept = old[doomed.len()];
+        format!(
+            "segment `{}` (seq {}..={}) and later ones were kept: no checkpoint signed before {} covers them",
+            kept.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            kept.first,
+            kept.last,
+            rfc3339(cutoff)
+        )
+    });
     let Some(last) = doomed.last() else {
-        return Ok(Pruned { retention, retention_seq, record: None, finding_seq: None });
+        return Ok(Pruned { retention, retention_seq, record: None, finding_seq: None, unproven });
     };
     let identity = match walked.identity {
         Some(id) => format_hash(&id),
@@ -281,11 +454,11 @@ fn prune_locked(log: &Path, req: &PruneRequest, writer: &mut AuditLog) -> Result
             PruneError::Refused(format!("audit log `{}`: starts after seq 0 without a prune record", log.display()))
         })?,
     };
-    let record = PruneRecord {
+    let mut record = PruneRecord {
         v: RECORD_VERSION,
         log: identity,
-        at: rfc3339(now),
-        before: rfc3339(req.before),
+        at: humantime::format_rfc3339_micros(now).to_string(),
+        before: humantime::format_rfc3339_micros(req.before).to_string(),
         retention: retention.text.clone(),
         first_kept: last.last + 1,
         prev: format_hash(&last.head),
@@ -300,7 +473,14 @@ fn prune_locked(log: &Path, req: &PruneRequest, writer: &mut AuditLog) -> Result
                 newest: s.newest_text.clone(),
             })
             .collect(),
+        proof: proof_for(last),
+        key: None,
+        sig: None,
     };
+    if let Some(signing) = &req.signing {
+        record.key = Some(signing.key.id().to_owned());
+        record.sig = Some(signing.key.sign_hex(&record.signed_form()));
+    }
     let line =
         serde_json::to_vec(&record).map_err(|e| PruneError::Refused(format!("cannot encode the record: {e}")))?;
     let record_file = record_path(log);
@@ -334,7 +514,22 @@ fn prune_locked(log: &Path, req: &PruneRequest, writer: &mut AuditLog) -> Result
         std::fs::remove_file(&s.path).map_err(|e| io(&s.path, "cannot delete it", e))?;
     }
     sync_dir(log).map_err(|e| io(log, "cannot sync its directory", e))?;
-    Ok(Pruned { retention, retention_seq, record: Some(record), finding_seq: Some(finding_seq) })
+    Ok(Pruned { retention, retention_seq, record: Some(record), finding_seq: Some(finding_seq), unproven })
+}
+
+/// The log's signed checkpoints, after checking the log against them: a
+/// prune must not launder a log its checkpoints do not vouch for.
+fn signed_checkpoints(log: &Path, signing: &PruneSigning) -> Result<Vec<(u64, String)>, PruneError> {
+    let public = signing.key.public();
+    crate::checkpoint::verify_checkpoints(log, &signing.checkpoints, &public).map_err(|e| match e {
+        crate::checkpoint::CheckpointVerifyError::Log(e) => PruneError::NotIntact(e),
+        e => PruneError::Refused(format!(
+            "audit log `{}` does not verify against its checkpoints under key {}: {e}",
+            log.display(),
+            public.id()
+        )),
+    })?;
+    crate::checkpoint::signed_sizes(&signing.checkpoints, &public).map_err(PruneError::Refused)
 }
 
 /// What verifying the log under the lock found out.

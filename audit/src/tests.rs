@@ -686,6 +686,7 @@ fn request(before: std::time::SystemTime, retention: Option<&str>) -> PruneReque
         retention: retention.map(|r| Retention::parse(r).unwrap()),
         origin: Origin { task: "prune-1".into(), user: "ops".into(), agent: "prune".into(), ..Origin::default() },
         lock_wait: WAIT,
+        signing: None,
     }
 }
 
@@ -839,6 +840,9 @@ fn a_forged_or_edited_prune_record_is_reported() {
         first_kept: segs[1].0,
         prev: first["prev"].as_str().unwrap().to_owned(),
         segments: Vec::new(),
+        proof: None,
+        key: None,
+        sig: None,
     };
     std::fs::write(crate::prune::record_path(&p2), serde_json::to_string(&forged).unwrap() + "\n").unwrap();
     std::fs::remove_file(&segs[0].1).unwrap();

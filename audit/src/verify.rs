@@ -252,7 +252,13 @@ pub(crate) fn walk(
     };
     let (mut chain, vouch) = match (start, &record) {
         (Some(k), Some((r, sha, line))) if k != 0 => match r.start_at(k) {
-            Some(prev) => (Chain::starting_at(k, prev), Some((sha.as_str(), *line))),
+            Some(prev) => {
+                if let Err(why) = r.consistent() {
+                    let reason = format!("the prune record the log starts after is not consistent: {why}");
+                    return Err(broken(&record_file, k, *line, reason));
+                }
+                (Chain::starting_at(k, prev), Some((sha.as_str(), *line)))
+            }
             None => {
                 return Err(broken(
                     &record_file,
@@ -340,7 +346,7 @@ fn segment_seq(file: &std::path::Path) -> Option<u64> {
 }
 
 /// The `seq` of a file's first line, if it has one that says.
-fn first_seq(file: &std::path::Path) -> Result<Option<u64>, String> {
+pub(crate) fn first_seq(file: &std::path::Path) -> Result<Option<u64>, String> {
     let f = std::fs::File::open(file).map_err(|e| crate::read::io_reason(&e))?;
     let mut line = Vec::new();
     BufReader::new(f.take(256 * 1024)).read_until(b'\n', &mut line).map_err(|e| crate::read::io_reason(&e))?;

@@ -532,10 +532,22 @@ fn a_pruned_signed_log_goes_on_being_checkpointed_and_verified() {
     std::thread::sleep(std::time::Duration::from_millis(1300));
     let before =
         humantime::format_rfc3339_micros(std::time::SystemTime::now() - std::time::Duration::from_millis(1100));
+    // Without the key the prune is refused: it could not prove itself.
     let out =
         sandbox().args(["audit", "prune"]).arg(f.audit()).args(["--before", &before.to_string()]).output().unwrap();
     let r = Run::from_output(out);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("has signed checkpoints") && r.stderr.contains("--signing-key"), "{r:?}");
+    let out = sandbox()
+        .args(["audit", "prune"])
+        .arg(f.audit())
+        .args(["--before", &before.to_string(), "--signing-key"])
+        .arg(f.path("audit.key"))
+        .output()
+        .unwrap();
+    let r = Run::from_output(out);
     assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains(&format!("signed with key {}", key_id(&f.path("audit.key.pub")))), "{r:?}");
     let first_kept = sandbox_audit::verify_log(&f.audit(), |_, _| {}).unwrap().first_seq;
     assert!(first_kept > 0, "event 0 was pruned: {r:?}");
 
@@ -556,4 +568,180 @@ fn a_pruned_signed_log_goes_on_being_checkpointed_and_verified() {
     let v = verify_signed(&f);
     assert_eq!(v.code, 1, "{v:?}");
     assert!(v.stderr.contains("log cut short: checkpoint at line"), "{v:?}");
+}
+
+/// Prunes the first `n` rotated segments the way someone who can write the
+/// log's directory but has no key would: deletes them, writes a prune
+/// record that describes them, and appends a correctly chained
+/// `audit.prune` finding that vouches for it. With `honest_times` the
+/// record tells the segments' real times; without, it claims they are
+/// from 2001.
+fn forge_prune(log: &Path, n: usize, retention: &str, honest_times: bool) -> u64 {
+    let segments = sandbox_audit::read::segments(log).unwrap();
+    assert!(segments.len() > n, "{segments:?}");
+    let first_segment = events(&segments[0].1);
+    let identity = first_segment[0]["hash"].as_str().unwrap().to_owned();
+    let mut removed = Vec::new();
+    for (_, path) in &segments[..n] {
+        let evs = events(path);
+        let last = evs.last().unwrap();
+        removed.push(sandbox_audit::prune::PrunedSegment {
+            file: path.file_name().unwrap().to_str().unwrap().to_owned(),
+            first: evs[0]["seq"].as_u64().unwrap(),
+            last: last["seq"].as_u64().unwrap(),
+            prev: evs[0]["prev"].as_str().unwrap().to_owned(),
+            head: last["hash"].as_str().unwrap().to_owned(),
+            newest: if honest_times { last["ts"].as_str().unwrap().to_owned() } else { "2001-01-01T00:00:00Z".into() },
+        });
+    }
+    let last = removed.last().unwrap().clone();
+    let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+    let record = sandbox_audit::PruneRecord {
+        v: 1,
+        log: identity,
+        at: now.clone(),
+        before: if honest_times { now } else { "2002-01-01T00:00:00Z".into() },
+        retention: retention.into(),
+        first_kept: last.last + 1,
+        prev: last.head.clone(),
+        segments: removed,
+        proof: None,
+        key: None,
+        sig: None,
+    };
+    let line = serde_json::to_string(&record).unwrap();
+    let mut pruned = log.as_os_str().to_owned();
+    pruned.push(".pruned");
+    std::fs::write(&pruned, format!("{line}\n")).unwrap();
+    for (_, path) in &segments[..n] {
+        std::fs::remove_file(path).unwrap();
+    }
+    let origin = sandbox_audit::Origin { task: "prune-x".into(), user: "ops".into(), ..Default::default() };
+    let sha = sha256(line.as_bytes());
+    let mut w = sandbox_audit::AuditLog::open(log, std::time::Duration::from_secs(5)).unwrap();
+    w.record(&sandbox_audit::Event {
+        content_sha256: Some(&sha),
+        ..origin.finding(sandbox_audit::prune::PRUNE_RULE, "audit log pruned")
+    });
+    w.sync().unwrap();
+    record.first_kept
+}
+
+/// A six-year retention, small segments.
+fn six_years(manifest: &str) -> String {
+    manifest.replace("checkpoint_every = 3", "checkpoint_every = 3\nrotate = \"1 KiB\"\nretention = \"6y\"")
+}
+
+#[test]
+fn a_forged_prune_of_a_signed_log_fails_verification_and_is_never_signed_over() {
+    for honest in [true, false] {
+        let f = fixture(&six_years(MANIFEST));
+        for i in 0..3 {
+            let r = f.run_with("probe", &["--task-id", &format!("t-{i}")], &["repeat", "6", "read", "out/o.txt"]);
+            assert_eq!(r.code, 0, "{r:?}");
+        }
+        let first_kept = forge_prune(&f.audit(), 2, if honest { "6y" } else { "1s" }, honest);
+        // The chain alone: a record that tells the truth about the times
+        // shows events younger than the retention were removed.
+        let v = verify_with(&f.audit(), &[]);
+        if honest {
+            assert_eq!(v.code, 1, "{v:?}");
+            assert!(v.stderr.contains("younger than its own retention"), "{v:?}");
+        }
+        // The checkpoints: no signature on the prune, whatever it says.
+        let v = verify_signed(&f);
+        assert_eq!(v.code, 1, "honest={honest}: {v:?}");
+        let why = if honest { "younger than its own retention" } else { "not proven by its checkpoints" };
+        assert!(v.stderr.contains(why), "{v:?}");
+        if !honest {
+            assert!(v.stderr.contains("prune that is not signed"), "{v:?}");
+        }
+        assert_eq!(v.stderr.lines().count(), 1, "{v:?}");
+        // The report says so too.
+        let out = f.path("report.md");
+        let rep = Run::from_output(
+            sandbox()
+                .args(["audit", "report"])
+                .arg(f.audit())
+                .args(["--format", "md", "--public-key"])
+                .arg(f.path("audit.key.pub"))
+                .arg("--out")
+                .arg(&out)
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(rep.code, 1, "{rep:?}");
+        let text = std::fs::read_to_string(&out).unwrap();
+        if honest {
+            assert!(text.contains("NOT INTACT"), "{text}");
+        } else {
+            assert!(text.contains("Signed checkpoints did NOT verify") && text.contains("not signed"), "{text}");
+        }
+        // The next signed run refuses to sign over it, before the tool runs.
+        let size = lines(&checkpoint_file(&f)).len();
+        let r = f.run("probe", &["read", "out/o.txt"]);
+        assert_eq!(r.code, 126, "{r:?}");
+        assert!(r.stderr.contains("did not sign") && r.stderr.contains("--signing-key"), "{r:?}");
+        assert_eq!(lines(&checkpoint_file(&f)).len(), size, "no checkpoint was signed over the forged prune");
+        assert!(first_kept > 0);
+    }
+}
+
+#[test]
+fn a_forged_prune_of_an_unsigned_log_that_tells_its_times_fails_verification() {
+    let manifest = six_years(MANIFEST).replace("signing_key = \"audit.key\"\n", "");
+    let f = fixture(&manifest);
+    for i in 0..3 {
+        let r = f.run_with("probe", &["--task-id", &format!("t-{i}")], &["repeat", "6", "read", "out/o.txt"]);
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    assert!(!checkpoint_file(&f).exists());
+    forge_prune(&f.audit(), 2, "6y", true);
+    let v = verify_with(&f.audit(), &[]);
+    assert_eq!(v.code, 1, "{v:?}");
+    assert!(v.stderr.contains("removed events younger than its own retention"), "{v:?}");
+    assert_eq!(v.stderr.lines().count(), 1, "{v:?}");
+}
+
+#[test]
+fn a_signed_prune_removes_only_what_a_checkpoint_older_than_the_retention_covers() {
+    let manifest =
+        MANIFEST.replace("checkpoint_every = 3", "checkpoint_every = 3\nrotate = \"1 KiB\"\nretention = \"2s\"");
+    let f = fixture(&manifest);
+    for i in 0..3 {
+        let r = f.run_with("probe", &["--task-id", &format!("t-{i}")], &["repeat", "6", "read", "out/o.txt"]);
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    // Make the checkpoints younger than the retention while the segments'
+    // own events look old enough: the tool-visible times are not proof.
+    let cps = lines(&checkpoint_file(&f));
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let before =
+        humantime::format_rfc3339_micros(std::time::SystemTime::now() - std::time::Duration::from_millis(2100));
+    // Re-sign every checkpoint now, as if they were made just now.
+    let key = sandbox_audit::SigningKey::load(&f.path("audit.key")).unwrap();
+    let fresh: Vec<String> = cps
+        .iter()
+        .map(|l| {
+            let cp = sandbox_audit::checkpoint::Checkpoint::parse(l.as_bytes()).unwrap();
+            let log: [u8; 32] = hex::decode(&cp.log[7..]).unwrap().try_into().unwrap();
+            let head: [u8; 32] = hex::decode(&cp.head[7..]).unwrap().try_into().unwrap();
+            sandbox_audit::checkpoint::Checkpoint::sign(&key, &log, cp.size, &head, std::time::SystemTime::now())
+                .to_line()
+        })
+        .collect();
+    write_lines(&checkpoint_file(&f), &fresh);
+    let segments = sandbox_audit::read::segments(&f.audit()).unwrap().len();
+    let r = Run::from_output(
+        sandbox()
+            .args(["audit", "prune"])
+            .arg(f.audit())
+            .args(["--before", &before.to_string(), "--signing-key"])
+            .arg(f.path("audit.key"))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("nothing pruned") && r.stdout.contains("no checkpoint signed before"), "{r:?}");
+    assert_eq!(sandbox_audit::read::segments(&f.audit()).unwrap().len(), segments);
 }

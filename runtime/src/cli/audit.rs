@@ -57,7 +57,10 @@ pub enum AuditCommand {
     /// and in FILE.pruned, so the log still verifies. Refused (exit 2) when
     /// DATE is within the retention period the log records (its latest
     /// task-start `retention`, else --retention); exit 1 when the log does
-    /// not verify; 126 when it cannot be written.
+    /// not verify; 126 when it cannot be written. A log with signed
+    /// checkpoints needs --signing-key: only events a signed checkpoint
+    /// shows are older than the retention are removed, and the prune
+    /// record is signed, so `verify --public-key` can tell it from a forgery.
     Prune {
         /// The audit log (JSON Lines).
         file: PathBuf,
@@ -69,6 +72,12 @@ pub enum AuditCommand {
         /// cannot shorten one the log records.
         #[arg(long, value_name = "PERIOD")]
         retention: Option<String>,
+        /// The log's checkpoint key ([audit] signing_key).
+        #[arg(long, value_name = "KEY")]
+        signing_key: Option<PathBuf>,
+        /// The checkpoint file; default: FILE.checkpoints. Needs --signing-key.
+        #[arg(long, value_name = "CP", requires = "signing_key")]
+        checkpoints: Option<PathBuf>,
     },
     /// Deliver to the manifest's [[audit.sink]]s every event (and
     /// checkpoint line) they have not been sent, from each sink's cursor
@@ -117,8 +126,8 @@ impl AuditCommand {
             }
             AuditCommand::Keygen { out } => super::audit_keys::keygen(&out),
             AuditCommand::Forward(args) => super::audit_forward::forward(args),
-            AuditCommand::Prune { file, before, retention } => {
-                super::audit_prune::prune(&file, &before, retention.as_deref())
+            AuditCommand::Prune { file, before, retention, signing_key, checkpoints } => {
+                super::audit_prune::prune(&file, &before, retention.as_deref(), signing_key.as_deref(), checkpoints)
             }
             AuditCommand::Export { file, format, filter } => super::audit_export::export(&file, &format, &filter),
             AuditCommand::Report(args) => super::audit_report::report(args),

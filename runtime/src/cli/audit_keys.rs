@@ -47,6 +47,12 @@ pub fn verify(file: &Path, checkpoints: Option<PathBuf>, public_key: Option<Path
         Ok(r) => r,
         Err(CheckpointVerifyError::Log(e)) => return Err(log_failure(file, e)),
         Err(e @ CheckpointVerifyError::Read { .. }) => return Err(Failure::usage(e.to_string())),
+        Err(e @ CheckpointVerifyError::Prune { .. }) => {
+            return Err(Failure::new(
+                Code::Negative,
+                format!("audit log `{}` is not proven by its checkpoints: {e}", file.display()),
+            ));
+        }
         Err(e @ CheckpointVerifyError::Empty { .. }) => {
             return Err(Failure::new(Code::Negative, format!("audit log `{}`: {e}", file.display())));
         }

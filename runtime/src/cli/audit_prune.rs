@@ -1,17 +1,26 @@
-//! `sandbox audit prune FILE --before DATE [--retention PERIOD]`: deletes
-//! whole rotated segments older than DATE, never inside the retention
-//! period, and records the prune in the chain (see `sandbox_audit::prune`).
+//! `sandbox audit prune FILE --before DATE [--retention PERIOD]
+//! [--signing-key KEY [--checkpoints CP]]`: deletes whole rotated segments
+//! older than DATE, never inside the retention period, and records the
+//! prune in the chain (see `sandbox_audit::prune`); with the checkpoint
+//! key, only what signed checkpoints prove old enough, and signed.
 
 use crate::exit::{Code, Failure};
+use sandbox_audit::prune::PruneSigning;
 use sandbox_audit::{LogVerifyError, Origin, PruneError, PruneRequest, Retention};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How long the prune waits for a writer's lock on the log.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs the prune and prints what it did.
-pub fn prune(file: &Path, before: &str, retention: Option<&str>) -> Result<i32, Failure> {
+pub fn prune(
+    file: &Path,
+    before: &str,
+    retention: Option<&str>,
+    signing_key: Option<&Path>,
+    checkpoints: Option<PathBuf>,
+) -> Result<i32, Failure> {
     let before = sandbox_audit::parse_time(before).map_err(|e| Failure::usage(format!("--before: {e}")))?;
     let retention =
         retention.map(|r| Retention::parse(r).map_err(|e| Failure::usage(format!("--retention: {e}")))).transpose()?;
@@ -23,7 +32,16 @@ pub fn prune(file: &Path, before: &str, retention: Option<&str>) -> Result<i32, 
         component: String::new(),
         policy: String::new(),
     };
-    let req = PruneRequest { before, retention, origin, lock_wait: LOCK_WAIT };
+    let signing = match signing_key {
+        Some(k) => Some(PruneSigning {
+            key: std::sync::Arc::new(
+                sandbox_audit::SigningKey::load(k).map_err(|e| Failure::usage(format!("--signing-key: {e}")))?,
+            ),
+            checkpoints: checkpoints.unwrap_or_else(|| sandbox_audit::prune::default_checkpoints(file)),
+        }),
+        None => None,
+    };
+    let req = PruneRequest { before, retention, origin, lock_wait: LOCK_WAIT, signing };
     let done = sandbox_audit::prune(file, &req).map_err(|e| failure(file, e))?;
     let source = match done.retention_seq {
         Some(seq) => format!("as recorded by the task-start at seq {seq}"),
@@ -48,10 +66,22 @@ pub fn prune(file: &Path, before: &str, retention: Option<&str>) -> Result<i32, 
                 sandbox_audit::prune::record_path(file).display()
             ));
         }
+        _ if done.unproven.is_some() => out.push_str("nothing pruned\n"),
         _ => out.push_str(&format!(
             "nothing pruned: no rotated segment holds only events older than {}\n",
             humantime::format_rfc3339_seconds(before)
         )),
+    }
+    if let Some(r) = &done.record
+        && let (Some(key), Some(proof)) = (&r.key, &r.proof)
+    {
+        out.push_str(&format!(
+            "signed with key {key}; proven by the checkpoint of {} events signed at {}\n",
+            proof.size, proof.ts
+        ));
+    }
+    if let Some(why) = &done.unproven {
+        out.push_str(&format!("note: {why}\n"));
     }
     super::emit(&out);
     Ok(0)
