@@ -8,6 +8,7 @@
 //! approval channel) simply *changes*. Globs are compared as written: a
 //! glob replaced by another is one removed and one added.
 
+use crate::narrow::{Callers, http_rule_within};
 use crate::{ApprovalVia, Policy, Require, Writes};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -87,9 +88,17 @@ impl Out {
             (a, b) if a == b => return,
             (Some(_), None) => Effect::Widens,
             (None, Some(_)) => Effect::Narrows,
-            _ => Effect::Changes,
+            // Narrower only when every caller the new one admits, the old one did.
+            (a, b) if Callers::Any.implies(b, a) => Effect::Narrows,
+            _ => Effect::Widens,
         };
         self.push(effect, format!("{key} when: {} -> {}", show(old), show(new)));
+    }
+
+    /// Whether a widening was already found for a rule: a line starting
+    /// with `prefix`.
+    fn widens_on(&self, prefix: &str) -> bool {
+        self.0.iter().any(|c| c.effect == Effect::Widens && c.what.starts_with(prefix))
     }
 
     fn flag(&mut self, key: &str, old: bool, new: bool, true_widens: bool) {
@@ -160,7 +169,27 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
     let (oh, nh) = (&old.http, &new.http);
     let urls = |p: &crate::HttpPolicy| p.rules().iter().map(|r| r.url().to_owned()).collect::<Vec<_>>();
     let (ou, nu) = (urls(oh), urls(nh));
-    out.sets("http.allow", &strings(&ou), &strings(&nu), Effect::Widens);
+    // Rules are first-match: what a new rule decides is compared with what
+    // the old rules decided for those requests (an earlier old rule, its
+    // approval, its headers, its callers), not with one rule of that URL.
+    let within: Vec<Result<(), String>> = (0..nh.rules().len())
+        .map(|j| http_rule_within(oh.rules(), nh.rules(), j, Some(&nh.rules()[j].headers), Callers::Any, "old"))
+        .map(|r| r.map(|_| ()))
+        .collect();
+    for (j, x) in nu.iter().enumerate().filter(|(_, x)| !ou.contains(x)) {
+        if nu[..j].contains(x) {
+            continue;
+        }
+        // An added rule narrows when every request it decides the old rules
+        // decided at least as loosely.
+        match nu.iter().zip(&within).filter(|(u, _)| *u == x).find_map(|(_, w)| w.as_ref().err()) {
+            None => out.push(Effect::Narrows, format!("http.allow + {x}")),
+            Some(why) => out.push(Effect::Widens, format!("http.allow + {x}: {why}")),
+        }
+    }
+    for x in ou.iter().collect::<BTreeSet<_>>().into_iter().filter(|x| !nu.contains(x)) {
+        out.push(Effect::Narrows, format!("http.allow - {x}"));
+    }
     for r in nh.rules() {
         let Some(o) = oh.rules().iter().find(|o| o.url() == r.url()) else { continue };
         let key = format!("http.allow {}", r.url());
@@ -173,6 +202,15 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
         let show = |h: &[(String, crate::secrets::Template)]| h.iter().map(|(n, t)| format!("{n}: {t}")).collect();
         let (a, b): (Vec<String>, Vec<String>) = (show(&o.headers), show(&r.headers));
         out.sets(&format!("{key} headers"), &strings(&a), &strings(&b), Effect::Widens);
+    }
+    for (r, w) in nh.rules().iter().zip(&within) {
+        let key = format!("http.allow {}", r.url());
+        if let Err(why) = w
+            && ou.contains(&r.url().to_owned())
+            && !out.widens_on(&format!("{key} "))
+        {
+            out.push(Effect::Widens, format!("{key}: {why}"));
+        }
     }
     let nets = |p: &crate::HttpPolicy| p.allow_private().iter().map(ToString::to_string).collect::<Vec<_>>();
     out.sets("http.allow_private", &strings(&nets(oh)), &strings(&nets(nh)), Effect::Widens);
@@ -298,7 +336,7 @@ mod tests {
         let new = "version = 1\n[limits]\ntime = \"60s\"\n[http]\nallow_private = [\"10.0.0.0/8\"]\n[[http.allow]]\nurl = \"https://api.x.com/**\"\nmethods = [\"GET\", \"POST\"]\napproval = \"never\"\n[[http.allow]]\nurl = \"https://hooks.x.com/ci\"\n";
         let l = lines(old, new);
         for want in [
-            "widens: http.allow + https://hooks.x.com/ci",
+            "widens: http.allow + https://hooks.x.com/ci: no old `http.allow` rule covers this URL",
             "widens: http.allow https://api.x.com/** methods + POST",
             "widens: http.allow_private + 10.0.0.0/8",
             "widens: limits.time: 30s -> 1m",
@@ -349,5 +387,66 @@ headers = { Authorization = \"Bearer {secrets.k}\" }
         ] {
             assert!(l.iter().any(|x| x == want), "{want} not in {l:?}");
         }
+    }
+    const ADMIN_FIRST: &str = "version = 1
+[[http.allow]]
+url = \"https://api.x.com/v1/admin/**\"
+methods = [\"GET\", \"DELETE\"]
+approval = \"required\"
+[[http.allow]]
+url = \"https://api.x.com/v1/**\"
+methods = [\"GET\", \"DELETE\"]
+approval = \"never\"
+";
+
+    #[test]
+    fn dropping_an_earlier_stricter_rule_widens_and_says_why() {
+        let only_v1 = "version = 1\n[[http.allow]]\nurl = \"https://api.x.com/v1/**\"\nmethods = [\"GET\", \"DELETE\"]\napproval = \"never\"\n";
+        let l = lines(ADMIN_FIRST, only_v1);
+        assert_eq!(
+            l[0],
+            "widens: http.allow https://api.x.com/v1/**: GET without approval on requests where the old http.allow[0]:https://api.x.com/v1/admin/** asks for it (rules are first-match: repeat the old `https://api.x.com/v1/admin/**` rule before it, or leave those requests out)"
+        );
+        // Putting it back, first, narrows.
+        let back = lines(only_v1, ADMIN_FIRST);
+        assert_eq!(back, vec!["narrows: http.allow + https://api.x.com/v1/admin/**"]);
+        // After `/v1/**` it decides nothing: no difference that widens.
+        let reordered = "version = 1\n[[http.allow]]\nurl = \"https://api.x.com/v1/**\"\nmethods = [\"GET\", \"DELETE\"]\napproval = \"never\"\n[[http.allow]]\nurl = \"https://api.x.com/v1/admin/**\"\nmethods = [\"GET\", \"DELETE\"]\napproval = \"required\"\n";
+        let l = lines(ADMIN_FIRST, reordered);
+        assert!(
+            l.iter().any(|x| x.starts_with("widens: http.allow https://api.x.com/v1/**: GET without approval")),
+            "{l:?}"
+        );
+    }
+
+    #[test]
+    fn a_when_that_admits_other_callers_widens() {
+        let rule = "[[http.allow]]\nurl = \"https://x.example/**\"\n";
+        let old = format!("version = 1\n{rule}when = {{ tier = [\"interactive\"] }}\n");
+        let new = format!("version = 1\n{rule}when = {{ tier = [\"api\"] }}\n");
+        assert_eq!(
+            lines(&old, &new),
+            vec!["widens: http.allow https://x.example/** when: tier = interactive -> tier = api"]
+        );
+        let both = format!("version = 1\n{rule}when = {{ tier = [\"interactive\", \"api\"] }}\n");
+        assert_eq!(
+            lines(&both, &old),
+            vec!["narrows: http.allow https://x.example/** when: tier = interactive|api -> tier = interactive"]
+        );
+
+        // A conditional stricter rule first: dropping its condition from the
+        // later rule's view still leaves it deciding for API callers.
+        let old =
+            ADMIN_FIRST.replace("approval = \"required\"\n", "approval = \"required\"\nwhen = { tier = [\"api\"] }\n");
+        let new = "version = 1\n[[http.allow]]\nurl = \"https://api.x.com/v1/**\"\nmethods = [\"GET\"]\napproval = \"never\"\n";
+        assert!(lines(&old, new)[0].starts_with("widens: http.allow https://api.x.com/v1/**: GET without approval"));
+        // For interactive callers only, the admin rule never applied.
+        let new = format!("{new}when = {{ tier = [\"interactive\"] }}\n");
+        assert!(lines(&old, &new).iter().all(|x| !x.starts_with("widens")), "{:?}", lines(&old, &new));
+
+        let git = "[[process.allow]]\nprogram = \"ls\"\npath = \"/bin/ls\"\n";
+        let old = format!("version = 1\n{git}when = {{ claims = {{ role = [\"admin\"] }} }}\n");
+        let new = format!("version = 1\n{git}when = {{ claims = {{ role = [\"admin\", \"guest\"] }} }}\n");
+        assert_eq!(lines(&old, &new), vec!["widens: process.allow ls when: role = admin -> role = admin|guest"]);
     }
 }

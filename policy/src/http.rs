@@ -239,6 +239,46 @@ impl HostPattern {
             (HostPattern::Wildcard(_), HostName::Ip(_)) => false,
         }
     }
+
+    /// Whether every host `other` matches, this pattern matches too.
+    fn covers(&self, other: &HostPattern) -> bool {
+        match (self, other) {
+            (this, HostPattern::Exact(h)) => this.matches(h),
+            (HostPattern::Wildcard(s), HostPattern::Wildcard(t)) => {
+                t == s || t.strip_suffix(s.as_str()).is_some_and(|label| label.ends_with('.'))
+            }
+            (HostPattern::Exact(_), HostPattern::Wildcard(_)) => false,
+        }
+    }
+
+    /// Whether some host could match both: false only when provably not.
+    fn may_overlap(&self, other: &HostPattern) -> bool {
+        match (self, other) {
+            (HostPattern::Exact(h), o) | (o, HostPattern::Exact(h)) => o.matches(h),
+            (a @ HostPattern::Wildcard(_), b @ HostPattern::Wildcard(_)) => a.covers(b) || b.covers(a),
+        }
+    }
+}
+
+/// Characters that make a path glob more than a literal.
+const GLOB_META: &[char] = &['*', '?', '[', ']', '{', '}', '\\'];
+
+/// Whether a path some glob `a` matches could also match glob `b`: false
+/// only when provably not (a literal the other does not match, or literal
+/// beginnings or endings that differ).
+fn paths_may_overlap(a: &HttpRule, b: &HttpRule) -> bool {
+    let (pa, pb) = (a.path_text(), b.path_text());
+    if !pa.contains(GLOB_META) {
+        return b.path.is_match(pa);
+    }
+    if !pb.contains(GLOB_META) {
+        return a.path.is_match(pb);
+    }
+    let prefix = |p: &str| p.find(GLOB_META).map_or(p.len(), |i| i);
+    let suffix = |p: &str| p.rfind(GLOB_META).map_or(0, |i| i + 1);
+    let (a0, b0) = (&pa[..prefix(pa)], &pb[..prefix(pb)]);
+    let (a1, b1) = (&pa[suffix(pa)..], &pb[suffix(pb)..]);
+    (a0.starts_with(b0) || b0.starts_with(a0)) && (a1.ends_with(b1) || b1.ends_with(a1))
 }
 
 /// One compiled `[[http.allow]]` rule.
@@ -286,6 +326,31 @@ impl HttpRule {
     /// The `url` pattern as written.
     pub fn url(&self) -> &str {
         self.name.split_once(':').map_or("", |(_, u)| u)
+    }
+
+    /// The path glob of the `url` pattern as written (`/v1/**`).
+    fn path_text(&self) -> &str {
+        let rest = self.url().split_once("://").map_or("", |(_, r)| r);
+        rest.find('/').map_or("/", |i| &rest[i..])
+    }
+
+    /// Whether every location (scheme, host, port, path) this rule's
+    /// pattern matches, `self` matches too. Decided on the patterns, so
+    /// conservative: false when it cannot tell.
+    pub(crate) fn location_covers(&self, other: &HttpRule) -> bool {
+        self.scheme == other.scheme
+            && self.port == other.port
+            && self.host.covers(&other.host)
+            && crate::narrow::covered(other.path_text(), &[self.path_text()])
+    }
+
+    /// Whether some location could match both rules' patterns: false only
+    /// when provably not (another scheme, port or host, disjoint paths).
+    pub(crate) fn location_may_overlap(&self, other: &HttpRule) -> bool {
+        self.scheme == other.scheme
+            && self.port == other.port
+            && self.host.may_overlap(&other.host)
+            && paths_may_overlap(self, other)
     }
 }
 

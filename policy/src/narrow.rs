@@ -13,14 +13,30 @@
 //! task glob is covered by an equal standing glob, by `**`, or by a
 //! standing `DIR/**` whose `DIR` has no wildcard when the task glob starts
 //! with `DIR/`; a URL pattern likewise by an equal one or a standing
-//! `PREFIX/**`. A task rule that is narrower in a way these rules cannot
-//! see (`docs/*.md` under a standing `**/*.md`) is refused: write the task
-//! manifest in the standing manifest's terms.
+//! `PREFIX/**` (on the same scheme and port, and a host the standing one
+//! names or whose `*.` it falls under). A task rule that is narrower in a
+//! way these rules cannot see (`docs/*.md` under a standing `**/*.md`) is
+//! refused: write the task manifest in the standing manifest's terms.
+//!
+//! Covered is not enough where rules are first-match (`[[http.allow]]`):
+//! a request gets what the *first* matching rule says, so a task rule
+//! `/v1/**` covered by a standing `/v1/**` would also take the requests a
+//! standing `/v1/admin/**` before it decides with approval or other
+//! injected headers. [`http_rule_within`] compares what each request would
+//! get: every standing rule up to the covering one that could share a
+//! request with the task rule (not provably disjoint: another scheme,
+//! port, host, or path) must decide it no more loosely, unless an earlier
+//! task rule takes those requests first. File grants are sets (any
+//! matching glob decides the same way; denies always win) and there is
+//! one `[[process.allow]]` rule per program, so neither depends on order.
 
+use crate::caller::When;
 use crate::fs::{FsPolicy, GlobList};
-use crate::http::HttpPolicy;
+use crate::http::{HttpPolicy, HttpRule};
 use crate::manifest::{ManifestError, parse, read};
 use crate::process::ProcessPolicy;
+use crate::process::ProcessRule;
+use crate::secrets::Template;
 use crate::{Caller, Policy, Require, Writes};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -171,7 +187,7 @@ fn shorter(key: &str, task: &TaskManifest, have: Duration, want: Duration) -> Re
 
 /// Whether `pattern` is covered by one of `standing`: equal, `**`, or
 /// under a wildcard-free `PREFIX/**`.
-fn covered(pattern: &str, standing: &[&str]) -> bool {
+pub(crate) fn covered(pattern: &str, standing: &[&str]) -> bool {
     standing.iter().any(|s| {
         *s == pattern
             || *s == "**"
@@ -213,30 +229,14 @@ fn compile(entries: &[(String, &str)], case_insensitive: bool) -> GlobList {
 
 fn narrow_http(s: &HttpPolicy, t: &HttpPolicy, task: &TaskManifest) -> Result<HttpPolicy, Widening> {
     let mut rules = Vec::new();
-    for r in t.rules() {
-        let rule = |what: String| widens(&format!("http.allow:{}", r.url()), what);
-        let candidates: Vec<_> = s.rules().iter().filter(|o| covered(r.url(), &[o.url()])).collect();
-        let Some(o) = candidates.first() else {
-            return Err(rule("no standing `http.allow` rule covers this URL".into()));
-        };
-        let fits = |o: &&crate::http::HttpRule| {
-            r.methods().iter().all(|m| o.methods().contains(m) && (!o.asks(m) || r.asks(m)))
-                && (!r.allows_query() || o.allows_query())
-        };
-        // The standing rule's injected headers go with the requests it covers.
-        if let Some(o) = candidates.iter().copied().find(fits) {
-            let mut rule = r.renamed(format!("task.{}", r.name));
-            rule.headers = o.headers.clone();
-            rules.push(rule);
-            continue;
-        }
-        if let Some(m) = r.methods().iter().find(|m| !o.methods().contains(m)) {
-            return Err(rule(format!("method {m} is not allowed by {}", o.name)));
-        }
-        if let Some(m) = r.methods().iter().find(|m| o.asks(m) && !r.asks(m)) {
-            return Err(rule(format!("{m} without approval, where {} asks for it", o.name)));
-        }
-        return Err(rule(format!("query strings, which {} refuses", o.name)));
+    for (j, r) in t.rules().iter().enumerate() {
+        let cover = http_rule_within(s.rules(), t.rules(), j, None, Callers::Resolved, "standing")
+            .map_err(|what| widens(&format!("http.allow:{}", r.url()), what))?;
+        // The standing rule's injected headers go with the requests it
+        // covers: every standing rule deciding some of them injects the same.
+        let mut rule = r.renamed(format!("task.{}", r.name));
+        rule.headers = cover.headers.clone();
+        rules.push(rule);
     }
     for net in t.allow_private() {
         if !s.allow_private().iter().any(|o| o.contains(net)) {
@@ -258,47 +258,197 @@ fn narrow_http(s: &HttpPolicy, t: &HttpPolicy, task: &TaskManifest) -> Result<Ht
 fn narrow_process(s: &ProcessPolicy, t: &ProcessPolicy) -> Result<ProcessPolicy, Widening> {
     let mut rules = Vec::new();
     for r in t.rules() {
-        let rule = |what: String| widens(&format!("process.allow:{}", r.program), what);
+        // One rule per program: the standing rule for it decides every run.
         let Some(o) = s.rule(&r.program) else {
-            return Err(rule("the standing manifest allows no such program".into()));
+            return Err(widens(
+                &format!("process.allow:{}", r.program),
+                "the standing manifest allows no such program".into(),
+            ));
         };
-        if o.path != r.path {
-            return Err(rule(format!("path {} differs from the standing {}", r.path.display(), o.path.display())));
-        }
-        if let Some(p) = r.patterns().into_iter().find(|p| !o.patterns().contains(p)) {
-            return Err(rule(format!("args `{p}` is not one of the standing rule's")));
-        }
-        if let Some(d) = o.deny_args().into_iter().find(|d| !r.deny_args().contains(d)) {
-            return Err(rule(format!("drops the standing deny_args `{d}`")));
-        }
-        if let Some(e) = r.env.iter().find(|e| !o.env.contains(e)) {
-            return Err(rule(format!("env `{e}` is not passed by the standing rule")));
-        }
-        if o.approval && !r.approval {
-            return Err(rule("runs without approval, where the standing rule asks for it".into()));
-        }
-        match (o.cwd(), r.cwd()) {
-            (_, None) => {}
-            (Some(a), Some(b)) if covered(b, &[a]) => {}
-            (a, Some(b)) => {
-                return Err(rule(format!(
-                    "cwd `{b}` is outside the standing `{}`",
-                    a.unwrap_or("(workspace root only)")
-                )));
-            }
-        }
-        match (o.timeout, r.timeout) {
-            (Some(a), Some(b)) if b > a => {
-                return Err(rule(format!("timeout {} is longer than the standing one", humantime::format_duration(b))));
-            }
-            (Some(_), None) => return Err(rule("drops the standing rule's timeout".into())),
-            _ => {}
-        }
+        process_within(o, r, "standing").map_err(|what| widens(&format!("process.allow:{}", r.program), what))?;
         let mut rule = r.renamed(format!("task.{}", r.name));
         rule.secret_env = o.secret_env.clone();
         rules.push(rule);
     }
     Ok(ProcessPolicy::new(rules))
+}
+
+/// How rules' `when` conditions are taken when comparing two rule lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Callers {
+    /// Resolved for one caller (a run): every rule left holds.
+    Resolved,
+    /// Any caller (`policy diff`): a rule is there only for the callers
+    /// its `when` admits.
+    Any,
+}
+
+impl Callers {
+    /// Whether every caller `a` admits, `b` admits too.
+    pub(crate) fn implies(self, a: Option<&When>, b: Option<&When>) -> bool {
+        let Some(b) = b.filter(|_| self == Callers::Any) else { return true };
+        let Some(a) = a else { return b.tiers.is_empty() && b.claims.is_empty() };
+        let tiers = b.tiers.is_empty() || (!a.tiers.is_empty() && a.tiers.iter().all(|t| b.tiers.contains(t)));
+        tiers
+            && b.claims.iter().all(|(name, accepted)| {
+                a.claims.get(name).is_some_and(|have| have.iter().all(|v| accepted.contains(v)))
+            })
+    }
+
+    /// Whether some caller could meet both: false only when their tiers
+    /// differ (a caller may hold several values of an array claim).
+    fn compatible(self, a: Option<&When>, b: Option<&When>) -> bool {
+        match (a, b) {
+            (Some(a), Some(b)) if self == Callers::Any => {
+                a.tiers.is_empty() || b.tiers.is_empty() || a.tiers.iter().any(|t| b.tiers.contains(t))
+            }
+            _ => true,
+        }
+    }
+}
+
+/// Whether every request `new[j]` would decide (the requests no earlier
+/// rule of `new` takes) is decided by `old` at least as strictly: allowed
+/// there, approval asked wherever `old` asks it, no injected header `old`
+/// does not inject there (`headers`; `None`: those of the covering rule)
+/// and for the same callers. Returns the first `old` rule covering all of `new[j]`, whose
+/// headers its requests get; else why not, one line (`side` names `old`:
+/// "standing").
+///
+/// Rules are first-match, so the `old` rule deciding a request is not
+/// always the one that covers it: an earlier one (`/v1/admin/**` before
+/// `/v1/**`) decides the requests they share. Every earlier `old` rule
+/// that could share a request with `new[j]` must agree with it, unless an
+/// earlier `new` rule (or an earlier `old` one) takes all of those
+/// requests first. Overlap is decided on the patterns, so conservatively:
+/// rules not provably disjoint are taken to overlap.
+pub(crate) fn http_rule_within<'o>(
+    old: &'o [HttpRule],
+    new: &[HttpRule],
+    j: usize,
+    headers: Option<&[(String, Template)]>,
+    callers: Callers,
+    side: &str,
+) -> Result<&'o HttpRule, String> {
+    let r = &new[j];
+    let present = |o: &HttpRule| callers.implies(r.when.as_ref(), o.when.as_ref());
+    let methods_within = |o: &HttpRule| r.methods().iter().all(|m| o.methods().contains(m));
+    let Some(c) = old.iter().position(|o| {
+        present(o) && o.location_covers(r) && methods_within(o) && (!r.allows_query() || o.allows_query())
+    }) else {
+        let Some(o) = old.iter().find(|o| o.location_covers(r)) else {
+            return Err(format!("no {side} `http.allow` rule covers this URL"));
+        };
+        if let Some(m) = r.methods().iter().find(|m| !o.methods().contains(m)) {
+            return Err(format!("method {m} is not allowed by {}", o.name));
+        }
+        if r.allows_query() && !o.allows_query() {
+            return Err(format!("query strings, which {} refuses", o.name));
+        }
+        return Err(format!(
+            "it is for callers {} is not for ({} -> {})",
+            o.name,
+            show_when(o.when.as_ref()),
+            show_when(r.when.as_ref())
+        ));
+    };
+    let cover = &old[c];
+    let headers = headers.unwrap_or(&cover.headers);
+    for (h, o) in old[..=c].iter().enumerate() {
+        if !callers.compatible(r.when.as_ref(), o.when.as_ref()) || !o.location_may_overlap(r) {
+            continue;
+        }
+        // Requests with a query reach `o` from `new[j]` only when both allow them.
+        let queries = r.allows_query() && o.allows_query();
+        let takes = |k: &HttpRule, covers: bool, m: &String| {
+            present(k) && covers && k.methods().contains(m) && (k.allows_query() || !queries)
+        };
+        // The methods of requests `o` would decide and `new[j]` would too:
+        // not those an earlier rule of either list takes first.
+        let shared: Vec<&String> = r
+            .methods()
+            .iter()
+            .filter(|m| o.methods().contains(m))
+            .filter(|m| !new[..j].iter().any(|k| takes(k, k.location_covers(o) || k.location_covers(r), m)))
+            .filter(|m| !old[..h].iter().any(|g| takes(g, g.location_covers(o), m)))
+            .collect();
+        if shared.is_empty() {
+            continue;
+        }
+        let advice = if h < c {
+            format!(
+                " (rules are first-match: repeat the {side} `{}` rule before it, or leave those requests out)",
+                o.url()
+            )
+        } else {
+            String::new()
+        };
+        if let Some(m) = shared.iter().find(|m| o.asks(m) && !r.asks(m)) {
+            return Err(format!("{m} without approval on requests where the {side} {} asks for it{advice}", o.name));
+        }
+        // Fewer injected headers is narrower; another value or name is not.
+        if !headers.iter().all(|h| o.headers.contains(h)) {
+            return Err(format!(
+                "injects {} on requests where the {side} {} injects {}{advice}",
+                show_headers(headers),
+                o.name,
+                show_headers(&o.headers)
+            ));
+        }
+    }
+    Ok(cover)
+}
+
+fn show_headers(h: &[(String, Template)]) -> String {
+    if h.is_empty() {
+        return "no header".to_owned();
+    }
+    let names: Vec<String> = h.iter().map(|(n, t)| format!("`{n}: {t}`")).collect();
+    names.join(", ")
+}
+
+fn show_when(w: Option<&When>) -> String {
+    w.map_or("everyone".to_owned(), |w| w.to_string())
+}
+
+/// Whether process rule `r` runs its program no more loosely than `o`:
+/// the same path, args among `o`'s patterns, `o`'s deny_args, env,
+/// approval, cwd and timeout (its `secret_env` is `o`'s). Else why not.
+fn process_within(o: &ProcessRule, r: &ProcessRule, side: &str) -> Result<(), String> {
+    let name = &o.name;
+    if o.path != r.path {
+        return Err(format!("path {} differs from the {side} {}", r.path.display(), o.path.display()));
+    }
+    if let Some(p) = r.patterns().into_iter().find(|p| !o.patterns().contains(p)) {
+        return Err(format!("args `{p}` is not one of the {side} {name}'s"));
+    }
+    if let Some(d) = o.deny_args().into_iter().find(|d| !r.deny_args().contains(d)) {
+        return Err(format!("drops the {side} deny_args `{d}` of {name}"));
+    }
+    if let Some(e) = r.env.iter().find(|e| !o.env.contains(e)) {
+        return Err(format!("env `{e}` is not passed by the {side} {name}"));
+    }
+    if o.approval && !r.approval {
+        return Err(format!("runs without approval, where the {side} {name} asks for it"));
+    }
+    match (o.cwd(), r.cwd()) {
+        (_, None) => {}
+        (Some(a), Some(b)) if covered(b, &[a]) => {}
+        (a, Some(b)) => {
+            return Err(format!(
+                "cwd `{b}` is outside the {side} `{}` of {name}",
+                a.unwrap_or("(workspace root only)")
+            ));
+        }
+    }
+    match (o.timeout, r.timeout) {
+        (Some(a), Some(b)) if b > a => {
+            return Err(format!("timeout {} is longer than that of the {side} {name}", humantime::format_duration(b)));
+        }
+        (Some(_), None) => return Err(format!("drops the timeout of the {side} {name}")),
+        _ => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -324,12 +474,128 @@ calls = 100
 "#;
 
     fn task(text: &str) -> Result<Policy, Widening> {
+        task_over(STANDING, text, crate::Tier::Api)
+    }
+
+    fn task_over(standing: &str, text: &str, tier: crate::Tier) -> Result<Policy, Widening> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("task.toml");
         std::fs::write(&path, text).unwrap();
         let t = load_task(&path).unwrap();
-        let standing = crate::parse("m.toml", STANDING, Path::new("/base")).unwrap();
-        apply(&standing, &t, &Caller::unverified(crate::Tier::Api))
+        let standing = crate::parse("m.toml", standing, Path::new("/base")).unwrap();
+        apply(&standing, &t, &Caller::unverified(tier))
+    }
+
+    /// `/v1/admin/**` asks for every method; `/v1/**` after it never asks
+    /// and injects the API token.
+    const SHADOWED: &str = r#"version = 1
+[secrets.api]
+env = "API_TOKEN"
+[[http.allow]]
+url = "https://api.example.com/v1/admin/**"
+methods = ["GET", "DELETE"]
+approval = "required"
+[[http.allow]]
+url = "https://api.example.com/v1/**"
+methods = ["GET", "DELETE"]
+approval = "never"
+headers = { Authorization = "Bearer {secrets.api}" }
+"#;
+
+    fn ask(p: &Policy, method: &str, url: &str) -> Result<(Verdict, String), String> {
+        let target = crate::HttpTarget::parse(url).unwrap();
+        p.http.decide(method, &target).map(|(v, r)| (v, r.name.clone())).map_err(|d| d.reason)
+    }
+
+    #[test]
+    fn a_task_rule_cannot_take_requests_an_earlier_standing_rule_decides_more_strictly() {
+        let rule = "[[http.allow]]\nurl = \"https://api.example.com/v1/**\"\nmethods = [\"GET\", \"DELETE\"]\napproval = \"never\"\n";
+        let err = task_over(SHADOWED, &format!("version = 1\n{rule}"), crate::Tier::Api).unwrap_err();
+        assert_eq!(err.rule, "http.allow:https://api.example.com/v1/**");
+        assert!(err.message.starts_with("GET without approval on requests where the standing http.allow[0]:https://api.example.com/v1/admin/** asks for it"), "{err}");
+        assert!(
+            err.message.contains("repeat the standing `https://api.example.com/v1/admin/**` rule before it"),
+            "{err}"
+        );
+
+        // Repeating the standing rule first, as the message says, is narrowing.
+        let admin = "[[http.allow]]\nurl = \"https://api.example.com/v1/admin/**\"\nmethods = [\"GET\", \"DELETE\"]\napproval = \"required\"\n";
+        let p = task_over(SHADOWED, &format!("version = 1\n{admin}{rule}"), crate::Tier::Api).unwrap();
+        let url = "https://api.example.com/v1/admin/all";
+        assert_eq!(
+            ask(&p, "DELETE", url),
+            Ok((Verdict::Ask, "task.http.allow[0]:https://api.example.com/v1/admin/**".into()))
+        );
+        assert_eq!(p.http.rules()[0].headers, vec![], "the admin requests get the admin rule's headers: none");
+        assert_eq!(ask(&p, "GET", "https://api.example.com/v1/items").unwrap().0, Verdict::Allow);
+        assert_eq!(p.http.rules()[1].headers.len(), 1);
+
+        // Repeating it with fewer methods leaves DELETE to fall to `/v1/**`.
+        let get_only = admin.replace("[\"GET\", \"DELETE\"]", "[\"GET\"]");
+        let err = task_over(SHADOWED, &format!("version = 1\n{get_only}{rule}"), crate::Tier::Api).unwrap_err();
+        assert!(err.message.starts_with("DELETE without approval"), "{err}");
+
+        // A rule disjoint from the admin one is narrowing as it was.
+        let items = "version = 1\n[[http.allow]]\nurl = \"https://api.example.com/v1/items/**\"\nmethods = [\"GET\"]\napproval = \"never\"\n";
+        let p = task_over(SHADOWED, items, crate::Tier::Api).unwrap();
+        assert_eq!(ask(&p, "GET", "https://api.example.com/v1/items/1").unwrap().0, Verdict::Allow);
+        assert!(ask(&p, "GET", url).is_err());
+    }
+
+    #[test]
+    fn a_task_rule_cannot_move_injected_headers_onto_requests_an_earlier_rule_decides() {
+        // `/v1/admin/**` injects nothing (the tool's own credentials, or none);
+        // `/v1/**` injects the API token.
+        let standing = SHADOWED.replace("methods = [\"GET\", \"DELETE\"]\napproval = \"required\"\n", "");
+        let task = "version = 1\n[[http.allow]]\nurl = \"https://api.example.com/v1/**\"\nmethods = [\"GET\"]\n";
+        let err = task_over(&standing, task, crate::Tier::Api).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`http.allow:https://api.example.com/v1/**` would widen the standing manifest: injects `Authorization: Bearer {secrets.api}` on requests where the standing http.allow[0]:https://api.example.com/v1/admin/** injects no header (rules are first-match: repeat the standing `https://api.example.com/v1/admin/**` rule before it, or leave those requests out)"
+        );
+    }
+
+    #[test]
+    fn conditional_standing_rules_are_decided_for_the_caller_of_the_run() {
+        // The admin rule asks only of API callers; interactive ones get `/v1/**`.
+        let standing =
+            SHADOWED.replace("approval = \"required\"\n", "approval = \"required\"\nwhen = { tier = [\"api\"] }\n");
+        let task = "version = 1\n[[http.allow]]\nurl = \"https://api.example.com/v1/**\"\nmethods = [\"GET\"]\napproval = \"never\"\n";
+        let err = task_over(&standing, task, crate::Tier::Api).unwrap_err();
+        assert!(err.message.starts_with("GET without approval on requests where the standing http.allow[0]"), "{err}");
+        let p = task_over(&standing, task, crate::Tier::Interactive).unwrap();
+        assert_eq!(ask(&p, "GET", "https://api.example.com/v1/admin/x").unwrap().0, Verdict::Allow);
+    }
+
+    #[test]
+    fn overlap_is_decided_on_scheme_host_port_and_path() {
+        // Each task rule is within `/v1/**` and shares nothing with the admin rule.
+        for url in [
+            "https://api.example.com/v1/items/**",
+            "https://api.example.com/v1/admin",
+            "https://api.example.com/v1/**/*.json",
+        ] {
+            let body =
+                format!("version = 1\n[[http.allow]]\nurl = \"{url}\"\nmethods = [\"GET\"]\napproval = \"never\"\n");
+            let standing = SHADOWED.replace("v1/admin/**", "v1/admin/**/*.xml");
+            assert!(task_over(&standing, &body, crate::Tier::Api).is_ok(), "{url}");
+        }
+        // These might reach an admin URL: refused.
+        for url in ["https://api.example.com/v1/*/**", "https://api.example.com/v1/ad*/x"] {
+            let body =
+                format!("version = 1\n[[http.allow]]\nurl = \"{url}\"\nmethods = [\"GET\"]\napproval = \"never\"\n");
+            assert!(task_over(SHADOWED, &body, crate::Tier::Api).is_err(), "{url}");
+        }
+        // Another host, port or scheme never shares a request.
+        let standing = format!("{SHADOWED}[[http.allow]]\nurl = \"https://*.example.com/**\"\napproval = \"never\"\n");
+        for url in ["https://files.example.com/v1/admin/x", "https://*.cdn.example.com/**"] {
+            let body =
+                format!("version = 1\n[[http.allow]]\nurl = \"{url}\"\nmethods = [\"GET\"]\napproval = \"never\"\n");
+            assert!(task_over(&standing, &body, crate::Tier::Api).is_ok(), "{url}");
+        }
+        let body = "version = 1\n[[http.allow]]\nurl = \"https://*.example.com/v1/**\"\napproval = \"never\"\n";
+        let err = task_over(&standing, body, crate::Tier::Api).unwrap_err();
+        assert!(err.message.contains("http.allow[0]"), "`*.example.com` includes `api.example.com`: {err}");
     }
 
     fn decide(p: &Policy, op: FsOp, path: &str) -> (Verdict, String) {
