@@ -243,6 +243,27 @@ fn request_bodies_being_sent_share_one_budget() {
 }
 
 #[test]
+fn responses_the_tool_keeps_share_the_body_budget() {
+    let s = http_server::HttpServer::start();
+    let f = Fixture::new(&format!(
+        "[http]\nallow_private = [\"127.0.0.1/32\"]\n\n[[http.allow]]\nurl = \"{}\"\n{MANIFEST}",
+        s.url("/api/**")
+    ));
+    let authority = s.url("").trim_start_matches("http://").to_owned();
+    // 24 responses of 1 MiB, each within limits.output, all kept unread:
+    // the budget of 16 MiB holds fewer.
+    let r = f.run("hog", &["responses", "24", &authority, "/api/huge?bytes=1048576"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let line = r.stdout.lines().find(|l| l.starts_with("responses: ")).unwrap_or_else(|| panic!("{r:?}"));
+    let kept: u64 = line["responses: ".len()..].split(' ').next().unwrap().parse().unwrap();
+    assert!((8..16).contains(&kept), "{line}");
+    assert!(line.contains("limit-exceeded: holding the response would take the bodies"), "{line}");
+    // Each refusal is on record like any other.
+    let results: Vec<Value> = f.events().into_iter().filter(|e| e["kind"] == "result").collect();
+    assert_eq!(results.iter().filter(|e| e["outcome"] == "limit-exceeded").count() as u64, 24 - kept, "{results:#?}");
+}
+
+#[test]
 fn bodies_written_but_never_sent_are_buffered_little() {
     let f = fixture();
     let base = baseline(&f, &guest("hog"), &["exit", "0"]);

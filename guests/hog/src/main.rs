@@ -9,6 +9,9 @@
 //!                       them, never sent, all kept
 //!     | pollables N     N pollables kept
 //!     | fields N KIB    N header maps of one KIB KiB value each, kept
+//!     | responses N AUTHORITY PATH
+//!                       N wasi:http GETs of http://AUTHORITY/PATH, one
+//!                       after the other, every response kept unread
 //! ```
 //!
 //! The last four print one line saying how far they got.
@@ -97,6 +100,7 @@ fn main() {
             }
             println!("fields: {} kept", kept.len());
         }
+        "responses" => responses(arg(1).parse().unwrap_or(10), arg(2), arg(3)),
         other => {
             eprintln!("hog: unknown mode `{other}`");
             std::process::exit(2);
@@ -173,4 +177,34 @@ fn unsent(n: usize) {
         kept.push((stream, body, req));
     }
     println!("unsent: {} bodies, {buffered} bytes buffered", kept.len());
+}
+
+/// Sends `n` GETs one after the other and keeps every response unread;
+/// prints how many it kept and the errors it got, counted.
+fn responses(n: usize, authority: &str, path: &str) {
+    use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
+    let mut kept = Vec::new();
+    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..n {
+        let req = OutgoingRequest::new(Fields::new());
+        let _ = req.set_scheme(Some(&Scheme::Http));
+        let _ = req.set_authority(Some(authority));
+        let _ = req.set_path_with_query(Some(path));
+        let outcome = match wasip2::http::outgoing_handler::handle(req, None) {
+            Err(e) => Err(format!("{e:?}")),
+            Ok(pending) => {
+                pending.subscribe().block();
+                match pending.get() {
+                    Some(Ok(Ok(response))) => Ok(response),
+                    Some(Ok(Err(e))) => Err(format!("{e:?}")),
+                    _ => Err("no response".to_owned()),
+                }
+            }
+        };
+        match outcome {
+            Ok(response) => kept.push(response),
+            Err(e) => *errors.entry(e).or_default() += 1,
+        }
+    }
+    println!("responses: {} kept, errors {errors:?}", kept.len());
 }
