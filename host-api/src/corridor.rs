@@ -432,6 +432,11 @@ impl Corridor {
         self.policy.limits.output
     }
 
+    /// The run's budget of bytes the host holds for the tool.
+    pub fn memory(&self) -> &crate::budget::HostMemory {
+        self.net.memory()
+    }
+
     fn event<'a>(&'a self, kind: Kind, r: &Record<'a>) -> Event<'a> {
         Event {
             kind,

@@ -268,8 +268,9 @@ fn sha256(data: &[u8]) -> String {
 }
 
 /// A text view of a change for the approver: a unified diff against the
-/// current content when both are text, else the start of the new text, or
-/// a line saying the data is binary.
+/// current content when both are text (sizes and hashes instead when the
+/// diff is not done within [`PREVIEW_TIME`](crate::diff::PREVIEW_TIME)),
+/// else the start of the new text, or a line saying the data is binary.
 fn preview(old: Option<&[u8]>, new: &[u8], appended: bool) -> String {
     let text = |b: &[u8]| std::str::from_utf8(b).ok().filter(|s| !s.contains('\0')).map(str::to_owned);
     let Some(new_text) = text(&new[..new.len().min(PREVIEW_INPUT)]) else {
@@ -278,8 +279,19 @@ fn preview(old: Option<&[u8]>, new: &[u8], appended: bool) -> String {
     let old_text = old.filter(|o| o.len() <= PREVIEW_INPUT && new.len() <= PREVIEW_INPUT).and_then(text);
     let body = match (&old_text, appended) {
         (Some(o), false) => {
-            let diff = similar::TextDiff::from_lines(o.as_str(), new_text.as_str());
-            diff.unified_diff().context_radius(3).header("current", "proposed").to_string()
+            let deadline = std::time::Instant::now() + crate::diff::PREVIEW_TIME;
+            match crate::diff::unified(o, &new_text, "current", "proposed", deadline) {
+                Some(diff) => diff,
+                None => {
+                    return format!(
+                        "(too large to show as a line diff: current {} bytes, {}; proposed {} bytes, {})",
+                        o.len(),
+                        sha256(o.as_bytes()),
+                        new.len(),
+                        sha256(new)
+                    );
+                }
+            }
         }
         (_, true) => new_text.lines().map(|l| format!("+{l}\n")).collect(),
         (None, false) => new_text,
@@ -681,4 +693,35 @@ fn check_moved_paths(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::{PREVIEW_INPUT, preview, sha256};
+
+    #[test]
+    fn a_preview_too_costly_to_diff_is_shown_by_sizes_and_hashes() {
+        // No line in common: minutes of work for a line diff without a
+        // deadline.
+        let old = "a\n".repeat(PREVIEW_INPUT / 2);
+        let new = "b\n".repeat(PREVIEW_INPUT / 2);
+        let shown = preview(Some(old.as_bytes()), new.as_bytes(), false);
+        assert_eq!(
+            shown,
+            format!(
+                "(too large to show as a line diff: current {} bytes, {}; proposed {} bytes, {})",
+                old.len(),
+                sha256(old.as_bytes()),
+                new.len(),
+                sha256(new.as_bytes())
+            )
+        );
+    }
+
+    #[test]
+    fn a_small_change_is_previewed_as_a_diff() {
+        let shown = preview(Some(b"a\nb\n"), b"a\nc\n", false);
+        assert_eq!(shown, "--- current\n+++ proposed\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n");
+    }
 }

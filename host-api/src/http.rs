@@ -11,6 +11,7 @@ use crate::bindings::sandbox::host::http::{self as wit, Request, Response};
 use crate::bindings::sandbox::host::types::Error;
 use crate::corridor::{Corridor, Ctx, Done, HostCtx, Plan, Refusal, effect_hash};
 use crate::net::{Exchange, NetError, Reply};
+use bytes::Bytes;
 use sandbox_audit::Decision;
 use sandbox_policy::http::{HostName, HttpTarget, check_header, check_method};
 use sandbox_redact::Counts;
@@ -28,7 +29,8 @@ pub(crate) struct Outgoing {
     pub method: String,
     pub url: String,
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    /// Shared, not copied, with the exchange that sends it.
+    pub body: Bytes,
     /// The tool's own timeout, if it gave one.
     pub timeout: Option<Duration>,
 }
@@ -205,6 +207,9 @@ fn act(cx: Ctx<'_>, ex: Exchange, asked: Option<Duration>) -> Result<Done<Reply>
         Err(NetError::TooLarge(n)) => {
             Err(Error::LimitExceeded(format!("the response body is larger than {n} bytes (limits.output)")))
         }
+        Err(NetError::OverBudget(n)) => Err(Error::LimitExceeded(format!(
+            "holding the response would take the bodies the host holds for this run past {n} bytes (the larger of limits.memory and limits.output)"
+        ))),
         Err(NetError::Failed(why)) => Err(Error::Failed(why)),
     }
 }
@@ -231,7 +236,7 @@ impl wit::Host for HostCtx {
             method: req.method,
             url: req.url,
             headers: req.headers,
-            body: req.body.unwrap_or_default(),
+            body: req.body.map(Bytes::from).unwrap_or_default(),
             timeout: req.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms))),
         };
         let reply = self.corridor.send_http(self.intent.as_deref(), out)?;

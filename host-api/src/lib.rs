@@ -12,7 +12,9 @@
 //! ends the task, with the reason in the run's [`StopCell`].
 
 pub mod approval;
+pub mod budget;
 pub mod corridor;
+mod diff;
 pub mod exec;
 mod fs;
 mod http;

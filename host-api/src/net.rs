@@ -11,7 +11,10 @@
 //! connection; the `Host` header comes from the URL; redirects are returned
 //! as they are, never followed; the whole exchange is bounded by a timeout,
 //! the response body by a size and the response head by a header count.
+//! A response body is charged to the run's [`HostMemory`] as it arrives;
+//! one that would take the run past that budget fails the request.
 
+use crate::budget::{Charge, HostMemory};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -36,6 +39,7 @@ const HOP_BY_HOP: &[&str] =
 pub struct Net {
     tls: Arc<rustls::ClientConfig>,
     pins: HashMap<String, Vec<IpAddr>>,
+    memory: HostMemory,
 }
 
 impl std::fmt::Debug for Net {
@@ -55,8 +59,8 @@ pub struct Exchange {
     pub addrs: Vec<IpAddr>,
     /// Headers, checked (no `Host`, no hop-by-hop, no CR/LF).
     pub headers: Vec<(String, String)>,
-    /// The body, possibly empty.
-    pub body: Vec<u8>,
+    /// The body, possibly empty (shared, not copied, on its way out).
+    pub body: Bytes,
 }
 
 /// The response.
@@ -70,6 +74,9 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// The address connected to.
     pub peer: SocketAddr,
+    /// The body's bytes, counted against the run's [`HostMemory`] for as
+    /// long as the reply (or whatever takes this charge over) lives.
+    pub charge: Charge,
 }
 
 /// Why an exchange failed.
@@ -79,6 +86,9 @@ pub enum NetError {
     Timeout(Duration),
     /// The response body was larger than allowed.
     TooLarge(u64),
+    /// Holding the response body would take the run past its budget of
+    /// host-held bytes (the limit, in bytes).
+    OverBudget(u64),
     /// Connecting, TLS or HTTP failed; the reason is safe to show.
     Failed(String),
 }
@@ -114,7 +124,19 @@ impl Net {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let pins = pins.into_iter().map(|(host, addrs)| (host.to_ascii_lowercase(), addrs)).collect();
-        Ok(Net { tls: Arc::new(tls), pins })
+        Ok(Net { tls: Arc::new(tls), pins, memory: HostMemory::unlimited() })
+    }
+
+    /// Charges every body this `Net` holds to `memory` (see
+    /// [`HostMemory`]); by default nothing is bounded but `max_body`.
+    pub fn with_memory(mut self, memory: HostMemory) -> Net {
+        self.memory = memory;
+        self
+    }
+
+    /// The run's budget of host-held bytes.
+    pub fn memory(&self) -> &HostMemory {
+        &self.memory
     }
 
     /// The addresses of a host: an IP literal itself, a pinned name its
@@ -169,8 +191,9 @@ impl Net {
             return Err(NetError::Failed(format!("cannot connect ({})", failures.join("; "))));
         };
         let _ = tcp.set_nodelay(true);
+        let mut charge = self.memory.charge();
         let (status, headers, body) = match ex.target.scheme {
-            Scheme::Http => http1(TokioIo::new(tcp), ex, max_body).await?,
+            Scheme::Http => http1(TokioIo::new(tcp), ex, max_body, &mut charge).await?,
             Scheme::Https => {
                 let name = match &ex.target.host {
                     HostName::Domain(d) => ServerName::try_from(d.clone())
@@ -181,16 +204,16 @@ impl Net {
                     .connect(name, tcp)
                     .await
                     .map_err(|e| NetError::Failed(format!("TLS with {peer} failed: {e}")))?;
-                http1(TokioIo::new(tls), ex, max_body).await?
+                http1(TokioIo::new(tls), ex, max_body, &mut charge).await?
             }
         };
-        Ok(Reply { status, headers, body, peer })
+        Ok(Reply { status, headers, body, peer, charge })
     }
 }
 
 type Head = (u16, Vec<(String, String)>, Vec<u8>);
 
-async fn http1<IO>(io: IO, ex: &Exchange, max_body: u64) -> Result<Head, NetError>
+async fn http1<IO>(io: IO, ex: &Exchange, max_body: u64, charge: &mut Charge) -> Result<Head, NetError>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -211,7 +234,7 @@ where
         request = request.header(name.as_str(), value.as_str());
     }
     let request = request
-        .body(Full::new(Bytes::from(ex.body.clone())))
+        .body(Full::new(ex.body.clone()))
         .map_err(|e| NetError::Failed(format!("cannot build the request: {e}")))?;
     let result = async {
         let response = sender.send_request(request).await.map_err(|e| {
@@ -235,8 +258,17 @@ where
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| failed("reading the response failed", e))?;
             if let Ok(chunk) = frame.into_data() {
-                if (data.len() + chunk.len()) as u64 > max_body {
+                let len = data.len() + chunk.len();
+                if len as u64 > max_body {
                     return Err(NetError::TooLarge(max_body));
+                }
+                if len > data.capacity() {
+                    // Grown as a `Vec` grows, and charged before it grows.
+                    let grown = len.max(data.capacity() * 2).min(max_body as usize);
+                    if !charge.resize(grown as u64) {
+                        return Err(NetError::OverBudget(charge.limit()));
+                    }
+                    data.reserve_exact(grown - data.len());
                 }
                 data.extend_from_slice(&chunk);
             }

@@ -907,9 +907,11 @@ fn as_text(b: &[u8]) -> Option<&str> {
 
 /// The diff shown to the reviewer: the steps in order, then a unified diff
 /// per file (`--- current/PATH`, `+++ proposed/PATH`; `/dev/null` for a
-/// side that does not exist). Binary and large files are shown by size
-/// and SHA-256.
+/// side that does not exist). Binary and large files, and files whose
+/// line diff is not done within [`REVIEW_TIME`](crate::diff::REVIEW_TIME)
+/// for all files together, are shown by size and SHA-256.
 fn render(task: &str, summary: &str, steps: &[Step], olds: &BTreeMap<String, Vec<u8>>) -> String {
+    let deadline = std::time::Instant::now() + crate::diff::REVIEW_TIME;
     let mut out = String::new();
     let _ = writeln!(out, "# sandbox: the changes of task {task} ({summary}), applied in this order:");
     for (i, s) in steps.iter().enumerate() {
@@ -944,10 +946,15 @@ fn render(task: &str, summary: &str, steps: &[Step], olds: &BTreeMap<String, Vec
             _ => Some(""),
         };
         let _ = match (old_text, new_text) {
-            (Some(o), Some(n)) if o != n => {
-                let diff = similar::TextDiff::from_lines(o, n);
-                write!(out, "{}", diff.unified_diff().context_radius(3).header(&old_label, &new_label))
-            }
+            (Some(o), Some(n)) if o != n => match crate::diff::unified(o, n, &old_label, &new_label, deadline) {
+                Some(diff) => write!(out, "{diff}"),
+                None => writeln!(
+                    out,
+                    "--- {old_label}\n+++ {new_label}\n# too large to show as a line diff: {} -> {}",
+                    mode_of(&s.before),
+                    mode_of(&s.after)
+                ),
+            },
             (Some(_), Some(_)) => writeln!(
                 out,
                 "--- {old_label}\n+++ {new_label}\n# {} -> {} (no line differs)",
@@ -1485,6 +1492,27 @@ mod tests {
         assert_eq!(summary(&steps), "2 files, 2 directories");
         assert_eq!(summary(&steps[1..2]), "1 file");
         assert_eq!(summary(&steps[..1]), "1 directory");
+    }
+
+    #[test]
+    fn a_diff_too_costly_to_make_is_shown_by_sizes_and_hashes() {
+        // 256 Ki short lines on each side and none in common: hours of work
+        // for a line diff without a deadline.
+        let old = "a\n".repeat(1 << 18).into_bytes();
+        let new = Arc::new("b\n".repeat(1 << 18).into_bytes());
+        let before = State::File { sha256: sha256(&old), size: old.len() as u64, mode: 0o644 };
+        let after = State::File { sha256: sha256(&new), size: new.len() as u64, mode: 0o644 };
+        let path = RelPath::normalise("src/a.txt").unwrap();
+        let steps = [Step { op: StepOp::Write, path, before: before.clone(), after: after.clone(), data: Some(new) }];
+        let olds = BTreeMap::from([("src/a.txt".to_owned(), old)]);
+        let diff = render("t", "1 file", &steps, &olds);
+        let shown = format!(
+            "--- current/src/a.txt\n+++ proposed/src/a.txt\n# too large to show as a line diff: {} -> {}\n",
+            mode_of(&before),
+            mode_of(&after)
+        );
+        assert!(diff.ends_with(&shown), "{diff}");
+        assert!(shown.contains("524288 bytes, mode 644, sha256:"), "{shown}");
     }
 
     #[test]

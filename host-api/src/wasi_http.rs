@@ -3,12 +3,19 @@
 //! wasmtime-wasi-http hands every outgoing request to
 //! [`WasiHttpHooks::send_request`]. The hook notes the tool's intent and
 //! returns a future that collects the request body (at most `limits.output`
-//! bytes), then walks [`Corridor::send_http`] on a blocking thread: the
+//! bytes, charged to the run's [`HostMemory`] as it arrives), then walks [`Corridor::send_http`] on a blocking thread: the
 //! same checks, approvals, audit events and connection to checked
 //! addresses only. The tool sees wasi:http error codes, which say less than
 //! `http.send`'s errors; the audit log has the details.
+//!
+//! A response stays charged to the run's budget until the tool drops its
+//! body. A body the tool writes but never sends is buffered by
+//! wasmtime-wasi-http, at most [`BODY_CHUNKS`] + 1 writes of at most
+//! [`BODY_CHUNK`] bytes each; the number of such bodies is bounded by the
+//! capacity of the run's resource table.
 
 use crate::bindings::sandbox::host::types::Error as HostError;
+use crate::budget::{Charge, HostMemory};
 use crate::corridor::HostCtx;
 use crate::http::Outgoing;
 use bytes::Bytes;
@@ -16,6 +23,12 @@ use http_body_util::{BodyExt, Full};
 use std::future::Future;
 use std::time::Duration;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// The largest write to an outgoing body's stream (wasmtime-wasi-http's
+/// default is 1 MiB).
+pub const BODY_CHUNK: usize = 16 * 1024;
+/// The writes an outgoing body buffers beyond the one in flight.
+pub const BODY_CHUNKS: usize = 1;
 
 type ResponseFuture = Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send>;
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
@@ -31,23 +44,58 @@ fn to_error_code(e: &HostError) -> Error {
     }
 }
 
-async fn collect(mut body: WasiBody, max: u64) -> Result<Vec<u8>, Error> {
-    let mut data = Vec::new();
+/// The request body, whole: at most `max` bytes, every one charged to
+/// `memory` (the charge comes back with the body and must live as long).
+async fn collect(mut body: WasiBody, max: u64, memory: &HostMemory) -> Result<(Bytes, Charge), Error> {
+    let mut charge = memory.charge();
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0u64;
     while let Some(frame) = body.frame().await {
         if let Ok(chunk) = frame?.into_data() {
-            if (data.len() + chunk.len()) as u64 > max {
+            len += chunk.len() as u64;
+            if len > max {
                 return Err(Error::HttpRequestBodySize(Some(max)));
             }
-            data.extend_from_slice(&chunk);
+            if !charge.resize(len) {
+                return Err(over_budget(memory));
+            }
+            chunks.push(chunk);
         }
     }
-    Ok(data)
+    if chunks.len() <= 1 {
+        return Ok((chunks.pop().unwrap_or_default(), charge));
+    }
+    // Joined into one buffer: both are held while it is copied.
+    if !charge.resize(2 * len) {
+        return Err(over_budget(memory));
+    }
+    let mut whole = Vec::with_capacity(len as usize);
+    for c in chunks {
+        whole.extend_from_slice(&c);
+    }
+    let _ = charge.resize(len);
+    Ok((Bytes::from(whole), charge))
+}
+
+fn over_budget(memory: &HostMemory) -> Error {
+    Error::InternalError(Some(format!(
+        "limit-exceeded: the bodies the host holds for this run would exceed {} bytes (the larger of limits.memory and limits.output)",
+        memory.limit()
+    )))
 }
 
 impl WasiHttpHooks for HostCtx {
     /// The `Host` header is derived from the URL by the corridor.
     fn set_host_header(&mut self) -> bool {
         false
+    }
+
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        BODY_CHUNKS
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK
     }
 
     fn send_request(
@@ -60,7 +108,8 @@ impl WasiHttpHooks for HostCtx {
         let intent = self.intent.clone();
         Box::new(async move {
             let (parts, body) = request.into_parts();
-            let body = collect(body, corridor.output_limit()).await?;
+            let memory = corridor.memory().clone();
+            let (body, _held) = collect(body, corridor.output_limit(), &memory).await?;
             let mut headers = Vec::with_capacity(parts.headers.len());
             for (name, value) in &parts.headers {
                 let value = value.to_str().map_err(|_| Error::HttpRequestHeaderSize {
@@ -92,7 +141,15 @@ impl WasiHttpHooks for HostCtx {
             for (name, value) in &reply.headers {
                 response = response.header(name.as_str(), value.as_str());
             }
-            let body = Full::new(Bytes::from(reply.body)).map_err(|never| match never {}).boxed_unsync();
+            // The body keeps its charge: the bytes count until the tool drops it.
+            let charge = reply.charge;
+            let body = Full::new(Bytes::from(reply.body))
+                .map_frame(move |frame| {
+                    let _held = &charge;
+                    frame
+                })
+                .map_err(|never| match never {})
+                .boxed_unsync();
             let response = response.body(body).map_err(|e| Error::InternalError(Some(e.to_string())))?;
             Ok((response, Box::new(async { Ok(()) }) as IoFuture))
         })

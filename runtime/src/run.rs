@@ -13,6 +13,7 @@ use crate::principal::Claimed;
 use crate::stdio::{GuardedOutput, Stream};
 use sandbox_audit::{AuditLog, Event, Kind, LimitsRecord, Origin};
 use sandbox_host_api::approval::{Approver, DenyApprover};
+use sandbox_host_api::budget::HostMemory;
 use sandbox_host_api::exec::Launcher;
 use sandbox_host_api::net::Net;
 use sandbox_host_api::workspace::Workspace;
@@ -21,10 +22,10 @@ use sandbox_policy::{ApprovalVia, Policy, RelPath, Tier};
 use sandbox_redact::Counts;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable, ResourceTableError};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -41,6 +42,22 @@ pub const APPROVAL_TOKEN_VAR: &str = "SANDBOX_APPROVAL_TOKEN";
 const WATCHDOG_GRACE: Duration = Duration::from_secs(1);
 /// How long an append may wait for another writer's lock on the log.
 const AUDIT_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// What one table element is counted as against `limits.memory`: the
+/// largest element wasmtime stores (a continuation reference; a function
+/// reference takes 8 bytes).
+const TABLE_ELEMENT_BYTES: u64 = 16;
+/// The most host resources (streams, pollables, HTTP requests, bodies and
+/// fields...) a tool may hold at once; one more traps with `memory-limit`.
+pub const MAX_RESOURCES: usize = 10_000;
+/// The most wasmtime's own component handles (each a few bytes) a tool
+/// may hold at once; one more traps with `memory-limit`.
+const MAX_COMPONENT_HANDLES: usize = 100_000;
+/// What the process may grow by, beyond the tool's `limits.memory`, the
+/// host-held bodies' budget and staged changes, before the run is stopped
+/// with `memory-limit`: wasmtime's own state for the instances, thread
+/// stacks, the allocator's slack, the entries of the resource table.
+pub const HOST_HEADROOM: u64 = 64 << 20;
 
 /// What `sandbox run` was asked to do.
 #[derive(Debug, Clone)]
@@ -86,6 +103,8 @@ struct RunState {
     memory: MemoryLimiter,
     clock: Arc<RunClock>,
     timed_out: bool,
+    /// Set by the ticker when the process outgrew its bound (see [`Growth`]).
+    grown: Arc<Growth>,
 }
 
 impl WasiView for RunState {
@@ -102,27 +121,95 @@ impl WasiHttpView for RunState {
     }
 }
 
-/// Refuses linear-memory growth beyond the limit (summed over all of the
-/// component's memories) and remembers that it did.
+/// Refuses growth of linear memories and tables beyond the limit (the
+/// total over all of the component's memories and tables, a table element
+/// counted as [`TABLE_ELEMENT_BYTES`]) and remembers that it did.
 struct MemoryLimiter {
     limit: u64,
     total: u64,
     hit: bool,
 }
 
+impl MemoryLimiter {
+    fn grow(&mut self, by: u64) -> bool {
+        match self.total.checked_add(by).filter(|&t| t <= self.limit) {
+            Some(total) => {
+                self.total = total;
+                true
+            }
+            None => {
+                self.hit = true;
+                false
+            }
+        }
+    }
+}
+
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let grow = desired.saturating_sub(current) as u64;
-        if self.total + grow > self.limit {
-            self.hit = true;
-            return Ok(false);
-        }
-        self.total += grow;
-        Ok(true)
+        Ok(self.grow(desired.saturating_sub(current) as u64))
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 1 << 20)
+    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(self.grow((desired.saturating_sub(current) as u64).saturating_mul(TABLE_ELEMENT_BYTES)))
+    }
+}
+
+/// The backstop for every byte the host holds that no budget names: the
+/// process's resident memory may grow, from just before the tool starts,
+/// by its `limits.memory`, the host-held bodies' budget, the staged
+/// changes' budget and [`HOST_HEADROOM`]; beyond that the ticker stops the
+/// run with `memory-limit`.
+struct Growth {
+    /// The most resident bytes allowed.
+    bound: u64,
+    /// The resident bytes when the bound was passed (0: not passed).
+    seen: AtomicU64,
+}
+
+/// The process's resident memory in bytes (Linux: `VmRSS` in
+/// `/proc/self/status`).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.trim_start_matches("VmRSS:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
+impl Growth {
+    fn new(allowed: u64) -> Growth {
+        let bound = resident_bytes().map_or(u64::MAX, |now| now.saturating_add(allowed));
+        Growth { bound, seen: AtomicU64::new(0) }
+    }
+
+    /// Measures now; true once the bound has been passed.
+    fn check(&self) -> bool {
+        if self.passed() {
+            return true;
+        }
+        match resident_bytes() {
+            Some(now) if now > self.bound => {
+                self.seen.store(now, Ordering::Release);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn passed(&self) -> bool {
+        self.seen.load(Ordering::Acquire) != 0
+    }
+
+    fn ending(&self, memory: u64) -> Ending {
+        Ending {
+            code: Code::MemoryLimit as i32,
+            status: "memory-limit",
+            reason: format!(
+                "the host memory held for the tool grew past its bound ({} resident bytes, more than {} allowed with a memory limit of {memory} bytes)",
+                self.seen.load(Ordering::Acquire),
+                self.bound
+            ),
+        }
     }
 }
 
@@ -326,8 +413,11 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
         ));
         return refused_start(&audit, &policy, &task, &req, f);
     }
+    // Bodies the host holds for the tool: as much as the tool may hold
+    // itself, and always room for one body of `limits.output`.
+    let host_memory = HostMemory::new(policy.limits.memory.max(policy.limits.output));
     let net = match Net::new_ambient(&policy.http.ca_certs, req.resolve.clone()) {
-        Ok(net) => net,
+        Ok(net) => net.with_memory(host_memory.clone()),
         Err(e) => return refused_start(&audit, &policy, &task, &req, Failure::usage(e)),
     };
     let bytes = match component_bytes {
@@ -441,27 +531,37 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
         launcher,
     });
     let calls = host.calls_counter();
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_RESOURCES);
+    // Staged changes are held in memory up to `limits.memory` (see staging).
+    let staged = if policy.approval_writes == sandbox_policy::Writes::EndOfTask { policy.limits.memory } else { 0 };
+    let grown = Arc::new(Growth::new(policy.limits.memory + host_memory.limit() + staged + HOST_HEADROOM));
     let state = RunState {
         wasi: wasi.build(),
         http: WasiHttpCtx::new(),
-        table: ResourceTable::new(),
+        table,
         host,
         memory: MemoryLimiter { limit: policy.limits.memory, total: 0, hit: false },
         clock: clock.clone(),
         timed_out: false,
+        grown: grown.clone(),
     };
     let mut store = Store::new(&engine, state);
     store.limiter(|s| &mut s.memory);
+    store.set_max_component_handles(MAX_COMPONENT_HANDLES);
     store.set_epoch_deadline(1);
+    // Checked every tick: the time limit, and the ticker's measure of the
+    // process's growth.
     store.epoch_deadline_callback(|mut ctx| {
         let s = ctx.data_mut();
-        let used = s.clock.used();
-        if used >= s.clock.limit() {
+        if s.grown.passed() {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        if s.clock.used() >= s.clock.limit() {
             s.timed_out = true;
             return Ok(UpdateDeadline::Interrupt);
         }
-        let left = s.clock.limit() - used;
-        Ok(UpdateDeadline::Continue((left.as_millis() / TICK.as_millis()).max(1) as u64))
+        Ok(UpdateDeadline::Continue(1))
     });
 
     // Epochs drive the time limit while wasm runs; the watchdog ends a run
@@ -471,34 +571,43 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
         let engine = engine.clone();
         let (ended, clock, audit, task, policy) =
             (ended.clone(), clock.clone(), audit.clone(), task.clone(), policy.clone());
-        let calls = calls.clone();
+        let (calls, grown) = (calls.clone(), grown.clone());
         std::thread::spawn(move || {
+            let mut grown_at: Option<std::time::Instant> = None;
             while !ended.load(Ordering::Acquire) {
                 // Parked, not asleep: the run's end unparks it, so joining
                 // it does not wait out the rest of a tick.
                 std::thread::park_timeout(TICK);
+                if grown_at.is_none() && grown.check() {
+                    grown_at = Some(std::time::Instant::now());
+                }
                 engine.increment_epoch();
-                if clock.used() > clock.limit() + WATCHDOG_GRACE {
-                    let ending = Ending {
+                let ending = if clock.used() > clock.limit() + WATCHDOG_GRACE {
+                    Ending {
                         code: Code::TimeLimit as i32,
                         status: "time-limit",
                         reason: format!(
                             "the run exceeded its time limit of {} while blocked in a host call",
                             humantime::format_duration(clock.limit())
                         ),
-                    };
-                    // The intent lives in the blocked store; the calls are shared.
-                    let counted = Some(calls.load(Ordering::Relaxed));
-                    let code = match finish(&ended, &audit, &task, &policy, &ending, counted, None) {
-                        None => return, // the run ended on its own meanwhile
-                        Some(Ok(code)) => code,
-                        Some(Err(f)) => {
-                            eprintln!("sandbox: error: {}", f.message);
-                            f.code as i32
-                        }
-                    };
-                    std::process::exit(code);
-                }
+                    }
+                } else if grown_at.is_some_and(|at| at.elapsed() > WATCHDOG_GRACE) {
+                    // Grown past its bound and still in a host call.
+                    grown.ending(policy.limits.memory)
+                } else {
+                    continue;
+                };
+                // The intent lives in the blocked store; the calls are shared.
+                let counted = Some(calls.load(Ordering::Relaxed));
+                let code = match finish(&ended, &audit, &task, &policy, &ending, counted, None) {
+                    None => return, // the run ended on its own meanwhile
+                    Some(Ok(code)) => code,
+                    Some(Err(f)) => {
+                        eprintln!("sandbox: error: {}", f.message);
+                        f.code as i32
+                    }
+                };
+                std::process::exit(code);
             }
         })
     };
@@ -749,6 +858,9 @@ fn classify(result: wasmtime::Result<Result<(), ()>>, state: &RunState, stop: &S
     if let Some(exit_err) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return exit(exit_err.0);
     }
+    if state.grown.passed() {
+        return state.grown.ending(state.memory.limit);
+    }
     if state.timed_out {
         return Ending {
             code: Code::TimeLimit as i32,
@@ -763,6 +875,13 @@ fn classify(result: wasmtime::Result<Result<(), ()>>, state: &RunState, stop: &S
             reason: format!("the tool needed more than its memory limit of {} bytes", state.memory.limit),
         };
     }
+    if resources_exhausted(&err) {
+        return Ending {
+            code: Code::MemoryLimit as i32,
+            status: "memory-limit",
+            reason: format!("the tool held more than {MAX_RESOURCES} host resources at once"),
+        };
+    }
     if !started {
         // Not the tool's doing: the host could not set it up (resources).
         return Ending {
@@ -775,4 +894,13 @@ fn classify(result: wasmtime::Result<Result<(), ()>>, state: &RunState, stop: &S
         return Ending { code: Code::Trap as i32, status: "trap", reason: format!("the tool trapped: {trap}") };
     }
     Ending { code: Code::Trap as i32, status: "trap", reason: format!("the tool failed: {}", one_line(&err)) }
+}
+
+/// Whether the run trapped because its resource table (or wasmtime's
+/// store-wide count of component handles) was full.
+fn resources_exhausted(err: &wasmtime::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(cause.downcast_ref::<ResourceTableError>(), Some(ResourceTableError::Full))
+            || cause.to_string().contains("store handle limit exceeded")
+    })
 }
