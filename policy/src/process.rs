@@ -234,7 +234,7 @@ pub fn parse_git_config_list(out: &[u8]) -> Result<Vec<GitSetting>, String> {
         return if out.is_empty() { Ok(Vec::new()) } else { Err("the listing does not end with NUL".into()) };
     };
     let fields: Vec<&[u8]> = body.split(|b| *b == 0).collect();
-    if fields.len() % 3 != 0 {
+    if !fields.len().is_multiple_of(3) {
         return Err("the listing is not made of scope, origin and setting".into());
     }
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();

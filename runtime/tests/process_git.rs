@@ -17,7 +17,7 @@ use common::*;
 
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// The git the rules name (Debian's, as in policies/git.toml).
