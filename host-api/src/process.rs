@@ -9,10 +9,10 @@
 use crate::bindings::sandbox::host::process::{self as wit, Command, Output};
 use crate::bindings::sandbox::host::types::Error;
 use crate::corridor::{Ctx, Done, HostCtx, Plan, Refusal, effect_hash};
-use crate::exec::{Finished, Spawn, run_ambient};
+use crate::exec::{Finished, Launcher, Spawn, run_ambient};
 use crate::workspace::{FsError, ReadOutcome, Workspace};
 use sandbox_audit::Decision;
-use sandbox_policy::process::{Family, SAFE_PATH, git_config_hazard};
+use sandbox_policy::process::{Family, SAFE_PATH, check_git_config};
 use sandbox_policy::{PathError, RelPath, Verdict};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -89,7 +89,16 @@ fn preview(path: &str, cmd: &Command, cwd: &RelPath, sha: Option<&str>) -> Strin
     s
 }
 
-fn prepare(cx: Ctx<'_>, cmd: &Command, shown: &str) -> Result<Plan<(Spawn, Option<Duration>)>, Box<Refusal>> {
+/// What `act` gets: the run, the rule's timeout, and whether the
+/// repository's configuration must be checked again first (a human was
+/// asked in between).
+struct Ready {
+    spawn: Spawn,
+    timeout: Option<Duration>,
+    recheck_git: bool,
+}
+
+fn prepare(cx: Ctx<'_>, cmd: &Command, shown: &str) -> Result<Plan<Ready>, Box<Refusal>> {
     let invalid = |m: String| refusal(Decision::Invalid, "input", shown, None, Error::Invalid(m));
     if cmd.program.is_empty() {
         return Err(invalid("empty program name".into()));
@@ -149,13 +158,21 @@ fn prepare(cx: Ctx<'_>, cmd: &Command, shown: &str) -> Result<Plan<(Spawn, Optio
     if real != cwd {
         rule.check_cwd(&real).map_err(|why| deny(&rule.name, why))?;
     }
-    if rule.family == Family::Git {
-        repo_config_hazard(cx.ws, &real).map_err(|why| deny("builtin:process:git", why))?;
-    }
+    let in_repo = rule.family == Family::Git && {
+        let found = find_repository(cx.ws, &real).map_err(|why| deny("builtin:process:git", why))?;
+        found.is_some()
+    };
     let stdin = cmd.stdin.clone().unwrap_or_default();
     let sha = (!stdin.is_empty()).then(|| format!("sha256:{}", hex::encode(Sha256::digest(&stdin))));
+    let size = (!stdin.is_empty()).then_some(stdin.len() as u64);
+    let stdin_hash = format!("sha256:{}", hex::encode(Sha256::digest(&stdin)));
     let mut env = vec![("PATH".to_owned(), SAFE_PATH.to_owned())];
     env.extend(rule.family.forced_env());
+    if rule.family == Family::Git {
+        // git looks for a repository no higher than the workspace root.
+        let parent = cx.ws.root_path().parent().unwrap_or(cx.ws.root_path());
+        env.push(("GIT_CEILING_DIRECTORIES".to_owned(), parent.display().to_string()));
+    }
     env.extend(cmd.env.iter().cloned());
     // The rule's secrets, set by the host for this program only.
     let mut recorded_env: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
@@ -178,7 +195,10 @@ fn prepare(cx: Ctx<'_>, cmd: &Command, shown: &str) -> Result<Plan<(Spawn, Optio
     args.extend(cmd.args.iter().cloned());
     let verdict = if rule.approval { Verdict::Ask } else { Verdict::Allow };
     let workspace = cx.ws.root_path().to_path_buf();
-    let timeout = rule.timeout;
+    let spawn = Spawn { path: rule.path.clone(), args, env, cwd: workspace.join(real.as_str()), workspace, stdin };
+    if in_repo {
+        git_config_check(cx, &spawn).map_err(|why| deny("builtin:process:git", why))?;
+    }
     Ok(Plan {
         target: shown.to_owned(),
         dest: None,
@@ -186,7 +206,7 @@ fn prepare(cx: Ctx<'_>, cmd: &Command, shown: &str) -> Result<Plan<(Spawn, Optio
         verdict,
         rule: rule.name.clone(),
         effect: true,
-        size: (!stdin.is_empty()).then_some(stdin.len() as u64),
+        size,
         preview: (verdict == Verdict::Ask).then(|| preview(&path, cmd, &real, sha.as_deref())),
         content_sha256: sha,
         headers: None,
@@ -195,38 +215,44 @@ fn prepare(cx: Ctx<'_>, cmd: &Command, shown: &str) -> Result<Plan<(Spawn, Optio
         effect_sha256: {
             let argv = argv_line(std::iter::once(path.as_str()).chain(cmd.args.iter().map(String::as_str)));
             let env: Vec<String> = cmd.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let stdin_hash = format!("sha256:{}", hex::encode(Sha256::digest(&stdin)));
             let mut parts = vec![argv.as_str(), real.display()];
             parts.extend(env.iter().map(String::as_str));
             parts.push(&stdin_hash);
             effect_hash("process.run", &parts)
         },
-        ready: Ok((
-            Spawn { path: rule.path.clone(), args, env, cwd: workspace.join(real.as_str()), workspace, stdin },
-            timeout,
-        )),
+        ready: Ok(Ready { spawn, timeout: rule.timeout, recheck_git: in_repo && verdict == Verdict::Ask }),
     })
 }
 
-/// Refuses git in a repository whose own configuration would make it run a
-/// command (see `git_config_hazard`), or whose git directory lies outside
-/// the workspace. The repository is found as git finds it: the nearest
-/// `.git` from the working directory up to the workspace root.
-fn repo_config_hazard(ws: &Workspace, cwd: &RelPath) -> Result<(), String> {
+/// Finds the repository git would use from `cwd`: the nearest `.git` (of
+/// any kind: git follows a symlink, and rejects what it cannot use) from
+/// the working directory up to the workspace root, as git finds it with
+/// `GIT_CEILING_DIRECTORIES` at the workspace's parent and implicit bare
+/// repositories off. Refuses a `.git` file or common directory that points
+/// outside the workspace.
+fn find_repository(ws: &Workspace, cwd: &RelPath) -> Result<Option<RelPath>, String> {
     let read = |path: &RelPath| -> Option<String> {
         let at = ws.locate(path, true).ok()?;
-        match ws.read(&at, 1 << 20).ok()? {
+        match ws.read(&at, 1 << 16).ok()? {
             ReadOutcome::Data(d) => Some(String::from_utf8_lossy(&d).into_owned()),
-            // Too large to check: treat it as hazardous.
-            ReadOutcome::TooLarge => Some(String::from("[include]\n")),
+            ReadOutcome::TooLarge => None,
         }
     };
     let mut dir = Some(cwd.clone());
     while let Some(d) = dir {
         let Some(dotgit) = d.join_name(".git") else { break };
-        let kind = ws.locate(&dotgit, false).ok().and_then(|at| at.file_type());
+        let kind = match ws.locate(&dotgit, false) {
+            Ok(at) => at.file_type(),
+            Err(FsError::NotFound) => None,
+            Err(FsError::Outside(why) | FsError::Failed(why)) => {
+                return Err(format!("cannot look for a repository at `{}`: {why}", dotgit.display()));
+            }
+        };
         let gitdir = match kind {
-            Some(rustix::fs::FileType::Directory) => dotgit,
+            None => {
+                dir = d.split_last().map(|(parent, _)| parent);
+                continue;
+            }
             Some(rustix::fs::FileType::RegularFile) => {
                 let text = read(&dotgit).unwrap_or_default();
                 let target = text.trim().strip_prefix("gitdir:").map(str::trim).unwrap_or("");
@@ -241,44 +267,74 @@ fn repo_config_hazard(ws: &Workspace, cwd: &RelPath) -> Result<(), String> {
                     }
                 }
             }
-            _ => {
-                dir = d.split_last().map(|(parent, _)| parent);
-                continue;
-            }
+            Some(_) => dotgit,
         };
-        let mut dirs = vec![gitdir.clone()];
         if let Some(common) = gitdir.join_name("commondir").and_then(|p| read(&p)) {
             let joined = format!("{}/{}", gitdir.as_str(), common.trim());
-            match RelPath::normalise(&joined) {
-                Ok(p) if !common.trim().starts_with('/') => dirs.push(p),
-                _ => return Err("the repository's common git directory lies outside the workspace".into()),
+            if common.trim().starts_with('/') || RelPath::normalise(&joined).is_err() {
+                return Err("the repository's common git directory lies outside the workspace".into());
             }
         }
-        for g in dirs {
-            for name in ["config", "config.worktree"] {
-                let Some(file) = g.join_name(name) else { continue };
-                if let Some(hazard) = read(&file).as_deref().and_then(git_config_hazard) {
-                    return Err(format!(
-                        "the repository's `{}` sets `{hazard}`, which makes git run a command; git is refused in this repository",
-                        file.display()
-                    ));
-                }
-            }
-        }
-        return Ok(());
+        return Ok(Some(gitdir));
     }
-    Ok(())
+    Ok(None)
 }
 
-fn act(
-    cx: Ctx<'_>,
-    spawn: Spawn,
-    rule_timeout: Option<Duration>,
-    asked: Option<Duration>,
-) -> Result<Done<Output>, Error> {
+/// The longest a configuration listing may take.
+const GIT_CONFIG_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest configuration listing accepted, in bytes.
+const GIT_CONFIG_CAP: u64 = 1 << 20;
+
+/// Asks git itself which configuration it will use for `spawn` (the same
+/// program, environment and working directory, confined like every
+/// command): `git config --list --includes --null --show-scope
+/// --show-origin`. Refuses git in the repository unless every setting is
+/// the repository's own and on the allow-list (`check_git_config`), and
+/// when git cannot read its configuration (fail closed).
+fn git_config_check(cx: Ctx<'_>, spawn: &Spawn) -> Result<(), String> {
+    let refused = |why: String| format!("git is refused in this repository: {why}");
+    let Some(launcher) = cx.launcher else {
+        return Err(refused("its configuration cannot be checked (this run cannot start processes)".into()));
+    };
+    let left = cx.clock.limit().saturating_sub(cx.clock.used());
+    let listing = Spawn {
+        path: spawn.path.clone(),
+        args: ["config", "--list", "--includes", "--null", "--show-scope", "--show-origin"].map(str::to_owned).to_vec(),
+        env: spawn.env.clone(),
+        cwd: spawn.cwd.clone(),
+        workspace: spawn.workspace.clone(),
+        stdin: Vec::new(),
+    };
+    list_and_check(launcher, &listing, GIT_CONFIG_TIMEOUT.min(left)).map_err(refused)
+}
+
+fn list_and_check(launcher: &Launcher, listing: &Spawn, timeout: Duration) -> Result<(), String> {
+    if timeout.is_zero() {
+        return Err("the run has no time left to check its configuration".into());
+    }
+    let f = run_ambient(launcher, listing, timeout, GIT_CONFIG_CAP)
+        .map_err(|e| format!("cannot list its configuration: {e}"))?;
+    if f.timed_out || f.truncated {
+        return Err("listing its configuration took too long or printed too much".into());
+    }
+    if f.exit_code != Some(0) {
+        let stderr = String::from_utf8_lossy(&f.stderr);
+        let line: String = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("").chars().take(200).collect();
+        let code = f.exit_code.map_or("a signal".to_owned(), |c| format!("code {c}"));
+        return Err(format!("git cannot read its configuration (exit {code}: {})", line.trim()));
+    }
+    check_git_config(&f.stdout, &listing.workspace)
+}
+
+fn act(cx: Ctx<'_>, ready: Ready, asked: Option<Duration>) -> Result<Done<Output>, Error> {
+    let Ready { spawn, timeout: rule_timeout, recheck_git } = ready;
     let Some(launcher) = cx.launcher else {
         return Err(Error::Failed("this run cannot start processes".into()));
     };
+    // The configuration may have changed while a human decided.
+    if recheck_git {
+        git_config_check(cx, &spawn).map_err(Error::Denied)?;
+    }
     let left = cx.clock.limit().saturating_sub(cx.clock.used());
     let timeout = [rule_timeout, asked].into_iter().flatten().fold(left, Duration::min);
     if timeout.is_zero() {
@@ -311,7 +367,7 @@ impl wit::Host for HostCtx {
             (&shown, None),
             bytes_in,
             |cx| prepare(cx, &cmd, &shown),
-            |cx, (spawn, rule_timeout)| act(cx, spawn, rule_timeout, asked),
+            |cx, ready| act(cx, ready, asked),
         )
     }
 }

@@ -70,6 +70,221 @@ pub const FORBIDDEN_ENV: &[&str] = &[
 pub const FORBIDDEN_ENV_PREFIXES: &[&str] =
     &["LD_", "DYLD_", "GIT_", "PYTHON", "PERL5", "PERLLIB", "SSH_", "BASH_FUNC_"];
 
+/// Variables always set for git (see [`Family::forced_env`]).
+pub const GIT_FORCED_ENV: &[(&str, &str)] = &[
+    // No system config, and a global config that is empty.
+    ("GIT_CONFIG_NOSYSTEM", "1"),
+    ("GIT_CONFIG_GLOBAL", "/dev/null"),
+    ("GIT_ATTR_NOSYSTEM", "1"),
+    // Prompts, pagers, editors and ssh: never a program of the
+    // repository's choosing (these outrank every config file).
+    ("GIT_TERMINAL_PROMPT", "0"),
+    ("GIT_ASKPASS", "false"),
+    ("GIT_PAGER", "cat"),
+    ("GIT_EDITOR", "false"),
+    ("GIT_SEQUENCE_EDITOR", "false"),
+    ("GIT_SSH_COMMAND", "false"),
+    ("GIT_PROXY_COMMAND", ""),
+    ("GIT_PROTOCOL_FROM_USER", "0"),
+    ("GIT_NO_LAZY_FETCH", "1"),
+];
+
+/// Configuration always passed to git on its command line (through
+/// `GIT_CONFIG_COUNT`), which outranks every config file. Each key makes
+/// git run a program, or decides which repository or transport git uses.
+pub const GIT_FORCED_CONFIG: &[(&str, &str)] = &[
+    ("core.fsmonitor", "false"),
+    ("core.hooksPath", "/dev/null"),
+    ("core.pager", "cat"),
+    ("core.sshCommand", "false"),
+    ("core.askPass", ""),
+    ("core.editor", "false"),
+    ("sequence.editor", "false"),
+    ("credential.helper", ""),
+    ("diff.external", ""),
+    ("core.alternateRefsCommand", ""),
+    ("log.showSignature", "false"),
+    ("gpg.format", "openpgp"),
+    ("gpg.program", "false"),
+    ("gpg.openpgp.program", "false"),
+    ("gpg.ssh.program", "false"),
+    ("gpg.x509.program", "false"),
+    // Only a repository found through a `.git` (never a directory that
+    // merely looks like a bare repository).
+    ("safe.bareRepository", "explicit"),
+    // No transport at all. Network transports cannot connect anyway (the
+    // program has no TCP); the local ones run upload-pack or receive-pack
+    // in another repository, and git drops this forced configuration for
+    // them, so that repository's hooks and config would run.
+    ("protocol.allow", "never"),
+    ("protocol.file.allow", "never"),
+    ("protocol.ext.allow", "never"),
+    ("protocol.fd.allow", "never"),
+    ("protocol.git.allow", "never"),
+    ("protocol.ssh.allow", "never"),
+    ("protocol.http.allow", "never"),
+    ("protocol.https.allow", "never"),
+];
+
+/// Which subsection a [`GIT_REPO_KEYS`] entry has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sub {
+    /// `section.key`
+    No,
+    /// `section.<any>.key`
+    Any,
+}
+
+/// The settings a repository's own config may hold (allow-list; section
+/// and key lowercase as git lists them). Everything else refuses git in
+/// that repository: aliases, drivers (filter, diff, merge), includes,
+/// hooks and pager settings, editors, helpers, viewers, `url.*`, `http.*`
+/// and every key added in a later git release. Each one is what `git init`,
+/// `clone`, `remote`, `branch`, `submodule`, `sparse-checkout` or
+/// `worktree` write for ordinary work, or identity and line endings; none
+/// names a program, a file git would read as configuration, or a directory
+/// outside the repository.
+pub const GIT_REPO_KEYS: &[(&str, &[&str])] = &[
+    (
+        "core",
+        &[
+            "repositoryformatversion",
+            "filemode",
+            "bare",
+            "logallrefupdates",
+            "ignorecase",
+            "precomposeunicode",
+            "symlinks",
+            "autocrlf",
+            "eol",
+            "safecrlf",
+            "sparsecheckout",
+            "sparsecheckoutcone",
+        ],
+    ),
+    ("extensions", &["objectformat", "worktreeconfig", "refstorage", "partialclone", "preciousobjects"]),
+    (
+        "remote.*",
+        &[
+            "url",
+            "pushurl",
+            "fetch",
+            "push",
+            "mirror",
+            "tagopt",
+            "prune",
+            "prunetags",
+            "promisor",
+            "partialclonefilter",
+        ],
+    ),
+    ("branch.*", &["remote", "pushremote", "merge", "rebase"]),
+    ("submodule.*", &["url", "active", "branch", "update"]),
+    ("submodule", &["active"]),
+    ("user", &["name", "email"]),
+    ("init", &["defaultbranch"]),
+];
+
+/// Values `submodule.<name>.update` may have (`!command` runs a command).
+const SUBMODULE_UPDATE: &[&str] = &["checkout", "rebase", "merge", "none"];
+
+/// Whether a repository's own config may set `key` (as `git config
+/// --list` prints it) to `value`.
+pub fn git_repo_key_allowed(key: &str, value: Option<&str>) -> bool {
+    let Some((section, rest)) = key.split_once('.') else { return false };
+    let (sub, name) = match rest.rsplit_once('.') {
+        Some((_, name)) => (Sub::Any, name),
+        None => (Sub::No, rest),
+    };
+    let section = section.to_ascii_lowercase();
+    let name = name.to_ascii_lowercase();
+    let allowed = GIT_REPO_KEYS.iter().any(|(s, names)| {
+        let (s, want) = match s.strip_suffix(".*") {
+            Some(s) => (s, Sub::Any),
+            None => (*s, Sub::No),
+        };
+        s == section && want == sub && names.contains(&name.as_str())
+    });
+    if !allowed {
+        return false;
+    }
+    if section == "submodule" && name == "update" {
+        return value.is_some_and(|v| SUBMODULE_UPDATE.contains(&v));
+    }
+    true
+}
+
+/// One setting of `git config --list --null --show-scope --show-origin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitSetting {
+    /// `local`, `worktree`, `command`, ...
+    pub scope: String,
+    /// `file:.git/config`, `command line:`, ...
+    pub origin: String,
+    /// `section[.subsection].key`
+    pub key: String,
+    /// `None` for a key written without `=`.
+    pub value: Option<String>,
+}
+
+/// Parses the output of `git config --list --null --show-scope
+/// --show-origin`: entries `scope NUL origin NUL key [LF value] NUL`.
+pub fn parse_git_config_list(out: &[u8]) -> Result<Vec<GitSetting>, String> {
+    let Some(body) = out.strip_suffix(b"\0") else {
+        return if out.is_empty() { Ok(Vec::new()) } else { Err("the listing does not end with NUL".into()) };
+    };
+    let fields: Vec<&[u8]> = body.split(|b| *b == 0).collect();
+    if !fields.len().is_multiple_of(3) {
+        return Err("the listing is not made of scope, origin and setting".into());
+    }
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Ok(fields
+        .chunks(3)
+        .map(|f| {
+            let (key, value) = match f[2].iter().position(|b| *b == b'\n') {
+                Some(i) => (text(&f[2][..i]), Some(text(&f[2][i + 1..]))),
+                None => (text(f[2]), None),
+            };
+            GitSetting { scope: text(f[0]), origin: text(f[1]), key, value }
+        })
+        .collect())
+}
+
+/// Decides the configuration git will use in a repository, as git itself
+/// listed it (see [`parse_git_config_list`]): every setting must come from
+/// the repository (`local` or `worktree` scope, a file inside the
+/// workspace, `workspace` being its real absolute path) and be one of
+/// [`GIT_REPO_KEYS`]; settings of the `command` scope are the host's own
+/// ([`GIT_FORCED_CONFIG`]). The error names the first setting refused.
+pub fn check_git_config(out: &[u8], workspace: &Path) -> Result<(), String> {
+    for s in parse_git_config_list(out)? {
+        if s.scope == "command" && s.origin == "command line:" {
+            continue;
+        }
+        let file = s.origin.strip_prefix("file:").filter(|_| s.scope == "local" || s.scope == "worktree");
+        let Some(file) = file else {
+            return Err(format!("`{}` comes from `{}` ({} scope), not the repository", s.key, s.origin, s.scope));
+        };
+        let path = Path::new(file);
+        let inside = if path.is_absolute() {
+            path.starts_with(workspace) && !path.components().any(|c| c == std::path::Component::ParentDir)
+        } else {
+            !path.components().any(|c| c == std::path::Component::ParentDir)
+        };
+        let shown = path.strip_prefix(workspace).unwrap_or(path).display().to_string();
+        if !inside {
+            return Err(format!("`{}` comes from `{shown}`, outside the workspace", s.key));
+        }
+        if !git_repo_key_allowed(&s.key, s.value.as_deref()) {
+            return Err(format!(
+                "`{}` (in `{shown}`) is not a setting a repository may hold here (it may name a program or load other configuration)",
+                s.key
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Which built-in refusals apply to a program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -119,41 +334,21 @@ impl Family {
         }
     }
 
-    /// Environment always set. git: no system or global config, and the
-    /// settings that would run commands forced off, so a repository's own
-    /// config cannot run code through them.
+    /// Environment always set. git: no system or global config, the
+    /// settings that would run a command forced off (command-line config
+    /// outranks a repository's own), editors and ssh set to `false`, no
+    /// transport at all, and no implicit bare repository, so the repository
+    /// git uses is always one with a `.git` that [`GIT_REPO_KEYS`] was
+    /// checked against. The host adds `GIT_CEILING_DIRECTORIES` (the
+    /// workspace's parent), which only it knows.
     pub fn forced_env(self) -> Vec<(String, String)> {
         if self != Family::Git {
             return Vec::new();
         }
-        let config = [
-            ("core.fsmonitor", "false"),
-            ("core.hooksPath", "/dev/null"),
-            ("core.pager", "cat"),
-            ("core.sshCommand", "false"),
-            ("core.askPass", ""),
-            ("core.editor", "false"),
-            ("sequence.editor", "false"),
-            ("credential.helper", ""),
-            ("diff.external", ""),
-            ("core.alternateRefsCommand", ""),
-            ("log.showSignature", "false"),
-            ("gpg.program", "false"),
-            ("gpg.ssh.program", "false"),
-            ("gpg.x509.program", "false"),
-            ("protocol.ext.allow", "never"),
-            ("protocol.fd.allow", "never"),
-            ("protocol.allow", "user"),
-        ];
-        let mut env = vec![
-            ("GIT_CONFIG_NOSYSTEM".to_owned(), "1".to_owned()),
-            ("GIT_CONFIG_GLOBAL".to_owned(), "/dev/null".to_owned()),
-            ("GIT_TERMINAL_PROMPT".to_owned(), "0".to_owned()),
-            ("GIT_ASKPASS".to_owned(), "false".to_owned()),
-            ("GIT_PAGER".to_owned(), "cat".to_owned()),
-            ("GIT_CONFIG_COUNT".to_owned(), config.len().to_string()),
-        ];
-        for (i, (k, v)) in config.iter().enumerate() {
+        let mut env: Vec<(String, String)> =
+            GIT_FORCED_ENV.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        env.push(("GIT_CONFIG_COUNT".to_owned(), GIT_FORCED_CONFIG.len().to_string()));
+        for (i, (k, v)) in GIT_FORCED_CONFIG.iter().enumerate() {
             env.push((format!("GIT_CONFIG_KEY_{i}"), (*k).to_owned()));
             env.push((format!("GIT_CONFIG_VALUE_{i}"), (*v).to_owned()));
         }
@@ -164,12 +359,12 @@ impl Family {
     pub fn refusals(self) -> &'static [&'static str] {
         match self {
             Family::Git => &[
-                "before the subcommand: -c, -c<x>, --config-env, --exec-path, -C, --git-dir, --work-tree, --namespace",
-                "anywhere: --upload-pack, --receive-pack, --exec, --template, --config (and abbreviations), ext:: and fd:: in any argument",
-                "-u and -u<x> after clone, fetch, pull, ls-remote; -c after clone; -x after rebase",
-                "a repository whose own config sets command-running drivers or aliases (filter.*.clean, diff.*.textconv, alias.x = !..., include, ...)",
-                "subcommands config, difftool, mergetool, filter-branch, credential*, daemon, instaweb, shell, upload-pack, receive-pack; submodule foreach; bisect run",
-                "runs with GIT_CONFIG_NOSYSTEM=1, GIT_CONFIG_GLOBAL=/dev/null and core.fsmonitor, core.hooksPath, core.pager, core.sshCommand, core.editor, credential.helper, diff.external, log.showSignature, gpg.program, protocol.ext.allow, protocol.fd.allow forced safe",
+                "before the subcommand: only -p, --paginate, -P, --no-pager, --no-replace-objects, --no-lazy-fetch, --no-optional-locks, --no-advice, the --*-pathspecs options, --version, -v, -h and the --*-path queries (so no -c, --config-env, -C, --git-dir, --work-tree, --bare, --exec-path, --attr-source)",
+                "anywhere: --upload-pack, --receive-pack, --exec, --template, --config, --help, --open-files-in-pager (and abbreviations), ext:: and fd:: in any argument",
+                "grep -O (also in bundles such as -nO); -u after clone, fetch, pull, ls-remote; -c after clone; -x after rebase (also in bundles)",
+                "subcommands config, difftool, mergetool, filter-branch, filter-repo, daemon, instaweb, shell, upload-pack, receive-pack, upload-archive, http-*, imap-send, send-email, request-pull, p4, svn, cvs*, archimport, for-each-repo, hook, gui, citool, credential*, remote-*, internal ones (x--y); help with a topic or viewer; maintenance other than run; submodule foreach; bisect run",
+                "a repository whose configuration, as git itself lists it, holds any setting not on the allow-list (core basics, extensions, remote.*.url/fetch/..., branch.*, submodule.*.url/active/branch/update, user.name/email, init.defaultbranch), comes from outside the workspace, or cannot be read",
+                "runs with GIT_CONFIG_NOSYSTEM=1, GIT_CONFIG_GLOBAL=/dev/null, GIT_PAGER=cat, GIT_EDITOR=false, GIT_SSH_COMMAND=false, hooks, fsmonitor, pager, editors, credential helpers, external diff and gpg forced off, no transport (protocol.allow=never) and no implicit bare repository",
             ],
             Family::Find => &["-exec, -execdir, -ok, -okdir, -delete, -fprint, -fprint0, -fprintf, -fls"],
             Family::Tar => &[
@@ -256,58 +451,158 @@ pub fn builtin_refusal(family: Family, args: &[String]) -> Option<(&'static str,
     }
 }
 
+/// The options git may get before its subcommand. None takes a value, so
+/// the subcommand is the first argument that is not an option. Everything
+/// else there is refused: `-c`, `--config-env`, `-C`, `--git-dir`,
+/// `--work-tree`, `--bare`, `--namespace`, `--exec-path`, `--attr-source`,
+/// `--help` and every option added later.
+const GIT_GLOBAL_OPTIONS: &[&str] = &[
+    "-p",
+    "--paginate",
+    "-P",
+    "--no-pager",
+    "--no-replace-objects",
+    "--no-lazy-fetch",
+    "--no-optional-locks",
+    "--no-advice",
+    "--literal-pathspecs",
+    "--glob-pathspecs",
+    "--noglob-pathspecs",
+    "--icase-pathspecs",
+    "--version",
+    "-v",
+    "-h",
+    "--html-path",
+    "--man-path",
+    "--info-path",
+];
+
+/// Subcommands refused outright: they change configuration, serve or
+/// reach other repositories, or exist to run programs (tools, browsers,
+/// mailers, filters, foreign version-control systems, hooks).
+const GIT_REFUSED_SUBCOMMANDS: &[&str] = &[
+    "config",
+    "difftool",
+    "mergetool",
+    "filter-branch",
+    "filter-repo",
+    "daemon",
+    "instaweb",
+    "shell",
+    "upload-pack",
+    "receive-pack",
+    "upload-archive",
+    "http-backend",
+    "http-fetch",
+    "http-push",
+    "imap-send",
+    "send-email",
+    "request-pull",
+    "p4",
+    "svn",
+    "cvsimport",
+    "cvsexportcommit",
+    "cvsserver",
+    "archimport",
+    "for-each-repo",
+    "hook",
+    "gui",
+    "citool",
+];
+
+/// `git help` may only list (commands, guides, config keys); with a
+/// topic or `-w`, `-m`, `-i` it starts a man page viewer or a browser.
+const GIT_HELP_LISTS: &[&str] = &[
+    "-a",
+    "--all",
+    "-g",
+    "--guides",
+    "-c",
+    "--config",
+    "--no-external-commands",
+    "--no-aliases",
+    "--verbose",
+    "--no-verbose",
+    "--user-interfaces",
+    "--developer-interfaces",
+];
+
+/// True when `arg` is a bundle of short options (`-nO...`) in which
+/// `target` appears before any option in `values` (whose value is the
+/// rest of the bundle, as git's parse-options reads it).
+fn short_bundle_has(arg: &str, target: char, values: &str) -> bool {
+    let Some(bundle) = arg.strip_prefix('-').filter(|b| !b.starts_with('-')) else { return false };
+    for c in bundle.chars() {
+        if c == target {
+            return true;
+        }
+        if values.contains(c) {
+            return false;
+        }
+    }
+    false
+}
+
 /// git's refusals: the argument and why.
 fn git_refusal(args: &[String]) -> Option<(String, &'static str)> {
-    const GLOBAL: &[&str] = &["--config-env", "--exec-path", "--git-dir", "--work-tree", "--namespace"];
-    const ANYWHERE: &[&str] = &["--upload-pack", "--receive-pack", "--exec", "--template", "--config"];
+    const ANYWHERE: &[&str] =
+        &["--upload-pack", "--receive-pack", "--exec", "--template", "--config", "--help", "--open-files-in-pager"];
     let sub_at = args.iter().position(|a| !a.starts_with('-'));
     for (i, arg) in args.iter().enumerate() {
         let a = arg.as_str();
         if a.contains("ext::") || a.contains("fd::") {
             return Some((arg.clone(), "names a transport that runs commands (ext:: or fd::)"));
         }
-        let global = sub_at.is_none_or(|s| i < s);
-        if global && ((a.starts_with("-c") && !a.starts_with("--")) || a == "-C" || long_option_in(a, GLOBAL, &[])) {
-            return Some((arg.clone(), "changes git's configuration or repository before the subcommand"));
+        if sub_at.is_none_or(|s| i < s) && !GIT_GLOBAL_OPTIONS.contains(&a) {
+            return Some((arg.clone(), "is not an option sandbox lets git take before the subcommand"));
         }
         if long_option_in(a, ANYWHERE, &[]) {
-            return Some((arg.clone(), "can make git run a command or load configuration"));
+            return Some((arg.clone(), "can make git run a command, start a viewer or load configuration"));
         }
     }
     let s = sub_at?;
     let sub = args[s].as_str();
     let rest = &args[s + 1..];
-    const REFUSED: &[&str] = &[
-        "config",
-        "difftool",
-        "mergetool",
-        "filter-branch",
-        "daemon",
-        "instaweb",
-        "shell",
-        "upload-pack",
-        "receive-pack",
-        "upload-archive",
-        "web--browse",
-        "remote-ext",
-        "remote-fd",
-    ];
-    if REFUSED.contains(&sub) || sub.starts_with("credential") {
+    if GIT_REFUSED_SUBCOMMANDS.contains(&sub)
+        || sub.starts_with("credential")
+        || sub.starts_with("remote-")
+        || sub.contains("--")
+    {
         return Some((sub.to_owned(), "is a git subcommand that can change configuration or run commands"));
     }
-    let short = |a: &String, opt: &str| a.starts_with(opt) && !a.starts_with("--");
-    if matches!(sub, "clone" | "fetch" | "pull" | "ls-remote")
-        && let Some(a) = rest.iter().find(|a| short(a, "-u"))
+    if sub == "help" && rest.iter().any(|a| !GIT_HELP_LISTS.contains(&a.as_str())) {
+        return Some((sub.to_owned(), "with a topic or a viewer option starts a man page viewer or a browser"));
+    }
+    if sub == "maintenance" && rest.first().is_none_or(|a| a != "run") {
+        return Some((sub.to_owned(), "other than `maintenance run` changes the global config or the scheduler"));
+    }
+    if sub == "grep"
+        && let Some(a) = rest.iter().find(|a| short_bundle_has(a, 'O', "efABCm"))
+    {
+        return Some((a.clone(), "opens the matching files in a pager command run through a shell"));
+    }
+    if matches!(sub, "fetch" | "pull")
+        && let Some(a) = rest.iter().find(|a| a.starts_with("-u"))
     {
         return Some((a.clone(), "sets the upload-pack command"));
     }
     if sub == "clone"
-        && let Some(a) = rest.iter().find(|a| short(a, "-c"))
+        && let Some(a) = rest.iter().find(|a| short_bundle_has(a, 'u', "objc"))
+    {
+        return Some((a.clone(), "sets the upload-pack command"));
+    }
+    if sub == "ls-remote"
+        && let Some(a) = rest.iter().find(|a| short_bundle_has(a, 'u', "o"))
+    {
+        return Some((a.clone(), "sets the upload-pack command"));
+    }
+    if sub == "clone"
+        && let Some(a) = rest.iter().find(|a| short_bundle_has(a, 'c', "obju"))
     {
         return Some((a.clone(), "sets configuration in the new repository"));
     }
     if sub == "rebase"
-        && let Some(a) = rest.iter().find(|a| short(a, "-x"))
+        && let Some(a) = rest.iter().find(|a| short_bundle_has(a, 'x', "sXCS"))
     {
         return Some((a.clone(), "runs a command after each commit"));
     }
@@ -315,52 +610,6 @@ fn git_refusal(args: &[String]) -> Option<(String, &'static str)> {
         || (sub == "bisect" && rest.first().is_some_and(|a| a == "run"))
     {
         return Some((sub.to_owned(), "runs a command"));
-    }
-    None
-}
-
-/// Settings in a repository's own git config that make git run a command
-/// and that the forced environment cannot switch off: the first one found,
-/// as `section.key`. `text` is one config file.
-pub fn git_config_hazard(text: &str) -> Option<String> {
-    let mut section = String::new();
-    let mut sub = String::new();
-    for raw in text.lines() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix('[') {
-            let head = rest.split(']').next().unwrap_or("").trim();
-            let (name, subsection) = match head.split_once(char::is_whitespace) {
-                Some((n, s)) => (n, s.trim().trim_matches('"')),
-                None => head.split_once('.').unwrap_or((head, "")),
-            };
-            section = name.to_ascii_lowercase();
-            sub = subsection.to_owned();
-            if section == "include" || section == "includeif" {
-                return Some(format!("{section} (it loads other configuration)"));
-            }
-            continue;
-        }
-        let (key, value) = match line.split_once('=') {
-            Some((k, v)) => (k.trim().to_ascii_lowercase(), v.trim().trim_matches('"')),
-            None => (line.to_ascii_lowercase(), "true"),
-        };
-        let hazard = match section.as_str() {
-            "filter" => matches!(key.as_str(), "clean" | "smudge" | "process"),
-            "diff" => matches!(key.as_str(), "command" | "textconv" | "external"),
-            "merge" => key == "driver",
-            "alias" => value.starts_with('!'),
-            "remote" => matches!(key.as_str(), "uploadpack" | "receivepack" | "vcs"),
-            "submodule" => key == "update" && value.starts_with('!'),
-            "core" => matches!(key.as_str(), "gitproxy" | "alternaterefscommand"),
-            "uploadpack" => key == "packobjectshook",
-            _ => false,
-        };
-        if hazard {
-            return Some(if sub.is_empty() { format!("{section}.{key}") } else { format!("{section}.{sub}.{key}") });
-        }
     }
     None
 }
@@ -749,11 +998,64 @@ mod tests {
             "push --receive-p=evil origin",
             "clone --templ=/x src dst",
             "--git-d=/x status",
+            "grep -Otouch pwned",
+            "grep -O",
+            "grep -nO vim x",
+            "grep -inOvim x",
+            "grep --open-files-in-pager=vim x",
+            "grep --open-files=vim x",
+            "grep --op x",
+            "--attr-source HEAD grep -Ovim x",
+            "--bare status",
+            "--help",
+            "grep --help",
+            "status --he",
+            "help grep",
+            "help -w grep",
+            "help -m",
+            "help -i grep",
+            "help --web",
+            "web--browse x",
+            "submodule--helper foreach x",
+            "send-email x",
+            "imap-send",
+            "for-each-repo --config=x status",
+            "hook run pre-commit",
+            "maintenance start",
+            "maintenance register",
+            "remote-ext x y",
+            "credential-store get",
+            "rebase -ix evil",
+            "rebase -ixevil",
+            "clone -qu evil src dst",
+            "clone -qc core.hooksPath=x src dst",
+            "ls-remote -qu evil .",
         ] {
             let e = r.check_args(&v(bad));
             assert!(e.as_ref().is_err_and(|(rule, _)| *rule == "builtin:process:git"), "{bad}: {e:?}");
         }
-        for ok in ["status --short", "log -c", "diff --cached", "add -u", "status -uno", "log --color=never"] {
+        for ok in [
+            "status --short",
+            "log -c",
+            "diff --cached",
+            "add -u",
+            "status -uno",
+            "log --color=never",
+            "--no-pager log",
+            "-P log",
+            "grep -e pattern -n x",
+            "grep -eOops",
+            "grep -A3 x",
+            "log -O order.txt",
+            "help",
+            "help -a",
+            "maintenance run",
+            "rebase -i main",
+            "rebase -sours main",
+            "clone -bux src dst",
+            "log --exclude=x --all",
+            "rebase --continue",
+        ] {
             assert!(r.check_args(&v(ok)).is_ok(), "{ok}");
         }
     }
@@ -796,23 +1098,160 @@ mod tests {
         assert_eq!(Family::Sed.forced_args(), ["--sandbox"]);
     }
 
-    #[test]
-    fn repository_config_hazards_are_found() {
-        for bad in [
-            "[filter \"lfs\"]\n\tclean = evil %f\n",
-            "[diff \"x\"]\ntextconv = evil\n",
-            "[alias]\n  st = !rm -rf /\n",
-            "[remote \"origin\"]\n\turl = x\n\tuploadpack = evil\n",
-            "[include]\n\tpath = ../other\n",
-            "[includeIf \"gitdir:/x\"]\n\tpath = y\n",
-            "[merge \"m\"]\ndriver = evil\n",
-            "[core]\n\tgitProxy = evil\n",
-        ] {
-            assert!(git_config_hazard(bad).is_some(), "{bad}");
+    /// A listing as `git config --list --null --show-scope --show-origin`
+    /// prints it: `(scope, origin, key, value)`.
+    fn listing(entries: &[(&str, &str, &str, Option<&str>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (scope, origin, key, value) in entries {
+            out.extend_from_slice(format!("{scope}\0{origin}\0{key}").as_bytes());
+            if let Some(v) = value {
+                out.extend_from_slice(format!("\n{v}").as_bytes());
+            }
+            out.push(0);
         }
-        let fine = "[core]\n\trepositoryformatversion = 0\n\tbare = false\n[remote \"origin\"]\n\turl = https://x/y.git\n[alias]\n\tst = status\n[branch \"main\"]\n\tremote = origin\n";
-        assert_eq!(git_config_hazard(fine), None);
-        assert_eq!(git_config_hazard("[filter \"lfs\"]\nclean = x\n").as_deref(), Some("filter.lfs.clean"));
+        out
+    }
+
+    #[test]
+    fn the_repository_config_allow_list() {
+        for ok in [
+            "core.repositoryformatversion",
+            "core.filemode",
+            "core.bare",
+            "core.logallrefupdates",
+            "core.ignorecase",
+            "core.symlinks",
+            "core.autocrlf",
+            "extensions.objectformat",
+            "extensions.worktreeconfig",
+            "remote.origin.url",
+            "remote.Or.ig.fetch",
+            "remote..url",
+            "branch.main.remote",
+            "branch.feature/x.merge",
+            "submodule.lib.url",
+            "submodule.lib.active",
+            "submodule.active",
+            "user.name",
+            "user.email",
+            "init.defaultbranch",
+            "CORE.BARE",
+        ] {
+            assert!(git_repo_key_allowed(ok, Some("x")), "{ok}");
+        }
+        for (key, value) in [("submodule.lib.update", "rebase"), ("submodule.lib.update", "none")] {
+            assert!(git_repo_key_allowed(key, Some(value)), "{key}={value}");
+        }
+        // Every key that names a program, loads configuration or changes
+        // where git looks, and anything unknown.
+        for bad in [
+            "core.pager",
+            "pager.log",
+            "pager.status",
+            "core.editor",
+            "sequence.editor",
+            "core.hookspath",
+            "core.fsmonitor",
+            "core.sshcommand",
+            "core.gitproxy",
+            "core.askpass",
+            "core.alternaterefscommand",
+            "core.worktree",
+            "core.attributesfile",
+            "core.excludesfile",
+            "alias.st",
+            "filter.lfs.clean",
+            "filter.lfs.smudge",
+            "filter.lfs.process",
+            "diff.x.textconv",
+            "diff.x.command",
+            "diff.external",
+            "merge.x.driver",
+            "include.path",
+            "includeif.gitdir:/x.path",
+            "help.browser",
+            "help.format",
+            "man.viewer",
+            "man.x.cmd",
+            "man.x.path",
+            "web.browser",
+            "browser.x.cmd",
+            "browser.x.path",
+            "gpg.program",
+            "gpg.ssh.program",
+            "gpg.ssh.defaultkeycommand",
+            "credential.helper",
+            "credential.https://x.helper",
+            "remote.origin.uploadpack",
+            "remote.origin.receivepack",
+            "remote.origin.vcs",
+            "remote.origin.proxy",
+            "url.x.insteadof",
+            "http.proxy",
+            "difftool.x.cmd",
+            "mergetool.x.cmd",
+            "sendemail.smtpserver",
+            "sendemail.tocmd",
+            "imap.tunnel",
+            "trailer.x.cmd",
+            "uploadpack.packobjectshook",
+            "log.showsignature",
+            "protocol.allow",
+            "safe.bareRepository",
+            "remote.url",
+            "core.x.bare",
+            "user.x.name",
+            "nosection",
+        ] {
+            assert!(!git_repo_key_allowed(bad, Some("x")), "{bad}");
+        }
+        assert!(!git_repo_key_allowed("submodule.lib.update", Some("!touch pwned")));
+        assert!(!git_repo_key_allowed("submodule.lib.update", None));
+    }
+
+    #[test]
+    fn the_config_listing_is_parsed_as_git_prints_it() {
+        let out = listing(&[
+            ("local", "file:.git/config", "core.bare", Some("false")),
+            ("local", "file:.git/config", "core.filemode", None),
+            ("local", "file:.git/config", "alias.x", Some("a\nb")),
+            ("command", "command line:", "core.pager", Some("cat")),
+        ]);
+        let parsed = parse_git_config_list(&out).unwrap();
+        assert_eq!(parsed.len(), 4);
+        assert_eq!(parsed[0].key, "core.bare");
+        assert_eq!(parsed[1].value, None);
+        assert_eq!(parsed[2].value.as_deref(), Some("a\nb"));
+        assert_eq!(parsed[3].scope, "command");
+        assert_eq!(parse_git_config_list(b"").unwrap(), vec![]);
+        assert!(parse_git_config_list(b"local\0file:x\0core.bare\nfalse").is_err());
+        assert!(parse_git_config_list(b"local\0core.bare\nfalse\0").is_err());
+    }
+
+    #[test]
+    fn a_config_is_refused_unless_every_setting_is_the_repositorys_and_allowed() {
+        let ws = Path::new("/work/ws");
+        let plain = listing(&[
+            ("local", "file:.git/config", "core.repositoryformatversion", Some("0")),
+            ("local", "file:/work/ws/sub/.git/config", "remote.origin.url", Some("https://x/y.git")),
+            ("worktree", "file:.git/worktrees/w/config.worktree", "core.sparsecheckout", Some("true")),
+            ("command", "command line:", "core.pager", Some("cat")),
+        ]);
+        assert_eq!(check_git_config(&plain, ws), Ok(()));
+        for (entries, why) in [
+            (vec![("local", "file:.git/config", "alias.st", Some("!touch pwned"))], "`alias.st` (in `.git/config`)"),
+            (vec![("local", "file:.git/config", "include.path", Some("x"))], "`include.path`"),
+            (vec![("local", "file:.git/config", "core.editor", Some("vi"))], "`core.editor`"),
+            (vec![("local", "file:/elsewhere/config", "core.bare", Some("false"))], "outside the workspace"),
+            (vec![("local", "file:../../x/config", "core.bare", Some("false"))], "outside the workspace"),
+            (vec![("local", "file:/work/ws/../x/config", "core.bare", Some("false"))], "outside the workspace"),
+            (vec![("global", "file:/root/.gitconfig", "user.name", Some("x"))], "not the repository"),
+            (vec![("command", "file:x", "user.name", Some("x"))], "not the repository"),
+        ] {
+            let e = check_git_config(&listing(&entries), ws).unwrap_err();
+            assert!(e.contains(why), "{entries:?}: {e}");
+        }
+        assert!(check_git_config(b"garbage", ws).is_err());
     }
 
     #[test]
