@@ -47,6 +47,7 @@ impl Gate<'_> {
         match st.lookup(ws, &self.asked, follow_last) {
             Ok(found) => {
                 self.also(found.real())?;
+                self.not_private(ws, found.real())?;
                 Ok(Ok(found))
             }
             Err(FsError::Outside(why)) => Err(self.refuse(
@@ -191,7 +192,7 @@ pub(super) fn list_dir(host: &mut HostCtx, path: String) -> wasmtime::Result<Res
         },
         |Ctx { policy, ws, staging, .. }, (real, asked, shown)| {
             let raw = with_staging(staging, |st| st.list(ws, &real)).map_err(failed(&shown))?;
-            visible_entries(policy, raw, &asked, &real, &shown)
+            visible_entries(policy, ws, raw, &asked, &real, &shown)
         },
     )
 }
