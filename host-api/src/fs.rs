@@ -127,7 +127,13 @@ impl<'p> Gate<'p> {
                 "builtin:outside-workspace",
                 Error::Denied(format!("`{}`: {why}", self.asked.display())),
             )),
-            Err(e) => Ok(Err(self.fs_error(e))),
+            Err(e) => {
+                // Not there (or not reachable): a private directory on the
+                // way still refuses it, so nothing inside is even probed.
+                let asked = self.asked.clone();
+                self.not_private(ws, &asked)?;
+                Ok(Err(self.fs_error(e)))
+            }
         }
     }
 
@@ -693,7 +699,7 @@ fn check_moved_paths(
                 AuditDecision::Deny,
                 PRIVATE_RULE,
                 Error::Denied(format!(
-                    "moving `{}` would move `{}`, a directory sandbox keeps for itself",
+                    "moving `{}` would move `{}`, a directory sandbox keeps for itself ({PRIVATE_RULE})",
                     from.asked.display(),
                     inner.split_last().map_or_else(RelPath::root, |(d, _)| d).display()
                 )),

@@ -55,7 +55,13 @@ impl Gate<'_> {
                 "builtin:outside-workspace",
                 Error::Denied(format!("`{}`: {why}", self.asked.display())),
             )),
-            Err(e) => Ok(Err(self.fs_error(e))),
+            Err(e) => {
+                // Not there (or not reachable): a private directory on the
+                // way still refuses it, so nothing inside is even probed.
+                let asked = self.asked.clone();
+                self.not_private(ws, &asked)?;
+                Ok(Err(self.fs_error(e)))
+            }
         }
     }
 
