@@ -1380,7 +1380,7 @@ fn read_plan(dir: &Path, key: &[u8; 32]) -> Result<Option<Plan>, StagingError> {
         return Err(bad("not a journal of this version"));
     }
     let tag = end.trim_end().strip_prefix("mac\t").and_then(|h| hex::decode(h).ok());
-    if !tag.is_some_and(|t| hmac::Mac::verify_slice(mac(key, body.as_bytes()), &t).is_ok()) {
+    if tag.is_none_or(|t| hmac::Mac::verify_slice(mac(key, body.as_bytes()), &t).is_err()) {
         return Err(bad("its MAC does not verify under this host's key: not staged by this host, or altered"));
     }
     let mut fields: BTreeMap<&str, String> = BTreeMap::new();
