@@ -26,6 +26,7 @@ pub mod checkpoint;
 pub mod event;
 pub mod export;
 pub mod log;
+pub mod owned;
 pub mod prune;
 pub mod read;
 pub mod report;

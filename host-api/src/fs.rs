@@ -17,6 +17,9 @@ use sha2::{Digest, Sha256};
 
 mod staged;
 
+/// The rule of a refusal in a directory holding the private marker.
+const PRIVATE_RULE: &str = "builtin:sandbox-private";
+
 /// The most of the current and new content compared for a preview.
 const PREVIEW_INPUT: usize = 256 * 1024;
 /// The most lines a preview shows.
@@ -116,6 +119,7 @@ impl<'p> Gate<'p> {
         match ws.locate(&self.asked, follow_last) {
             Ok(at) => {
                 self.also(&at.real)?;
+                self.not_private(ws, &at.real)?;
                 Ok(Ok(at))
             }
             Err(FsError::Outside(why)) => Err(self.refuse(
@@ -123,8 +127,32 @@ impl<'p> Gate<'p> {
                 "builtin:outside-workspace",
                 Error::Denied(format!("`{}`: {why}", self.asked.display())),
             )),
-            Err(e) => Ok(Err(self.fs_error(e))),
+            Err(e) => {
+                // Not there (or not reachable): a private directory on the
+                // way still refuses it, so nothing inside is even probed.
+                let asked = self.asked.clone();
+                self.not_private(ws, &asked)?;
+                Ok(Err(self.fs_error(e)))
+            }
         }
+    }
+
+    /// Refuses a path in a directory the host keeps for itself (holding
+    /// the private marker: a compile cache, a staging directory), whatever
+    /// the manifest grants and whichever run made it.
+    fn not_private(&self, ws: &Workspace, real: &RelPath) -> Result<(), Box<Refusal>> {
+        if !ws.in_private_dir(real) {
+            return Ok(());
+        }
+        let cap = self.op.capability();
+        Err(self.refuse(
+            AuditDecision::Deny,
+            PRIVATE_RULE,
+            Error::Denied(format!(
+                "{cap} on `{}` is denied by {PRIVATE_RULE}: it lies in a directory sandbox keeps for itself",
+                self.asked.display()
+            )),
+        ))
     }
 
     fn fs_error(&self, e: FsError) -> Error {
@@ -216,6 +244,7 @@ fn refusal(decision: AuditDecision, rule: &str, target: String, error: Error) ->
 /// (`real`), within the output limit.
 fn visible_entries(
     policy: &Policy,
+    ws: &Workspace,
     raw: Vec<(String, FileType, u64)>,
     asked: &RelPath,
     real: &RelPath,
@@ -227,6 +256,10 @@ fn visible_entries(
         let is_dir = ft == FileType::Directory;
         let visible = |dir: &RelPath| dir.join_name(&name).is_some_and(|p| policy.fs.visible(&p, is_dir));
         if !visible(asked) || !visible(real) {
+            continue;
+        }
+        // A directory the host keeps for itself is not shown at all.
+        if is_dir && real.join_name(&name).is_some_and(|p| ws.holds_marker(p.as_str()) == Some(true)) {
             continue;
         }
         bytes += name.len() as u64 + 16;
@@ -410,7 +443,7 @@ impl wit::Host for HostCtx {
             },
             |Ctx { policy, ws, .. }, (at, asked, shown)| {
                 let raw = ws.list(&at).map_err(failed(&shown))?;
-                visible_entries(policy, raw, &asked, &at.real, &shown)
+                visible_entries(policy, ws, raw, &asked, &at.real, &shown)
             },
         )
     }
@@ -673,6 +706,17 @@ fn check_moved_paths(
 ) -> Result<(), Box<Refusal>> {
     let prefix = real_from.as_str().len() + 1;
     for inner in tree {
+        if inner.components().last() == Some(sandbox_audit::owned::PRIVATE_MARKER) {
+            return Err(from.refuse(
+                AuditDecision::Deny,
+                PRIVATE_RULE,
+                Error::Denied(format!(
+                    "moving `{}` would move `{}`, a directory sandbox keeps for itself ({PRIVATE_RULE})",
+                    from.asked.display(),
+                    inner.split_last().map_or_else(RelPath::root, |(d, _)| d).display()
+                )),
+            ));
+        }
         let rest = &inner.as_str()[prefix..];
         for base in [&from.asked, real_from, &to.asked, real_to] {
             let moved = RelPath::from_normal(format!("{}/{rest}", base.as_str()).trim_start_matches('/').to_owned());

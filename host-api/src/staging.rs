@@ -30,13 +30,34 @@
 //! write-then-rename, `mkdir`, `unlink` or `rmdir`, followed by an fsync of
 //! its directory; after the last one the journal is removed.
 //!
+//! The staging directory is the host's own: created mode 0700, owned by
+//! the account `sandbox` runs as, and marked private
+//! (`sandbox_audit::owned::PRIVATE_MARKER`), so that the file-system door
+//! of every run refuses it; it is also in the audit log's family of names
+//! (`sandbox_audit::owned`). It holds `key`, 32 random bytes (mode 0600)
+//! made by this host: the plan's last line is an HMAC-SHA256 of the rest
+//! under that key, so only this host can commit a plan.
+//!
 //! **Recovery** ([`recover_ambient`]). A run stopped after the commit
 //! leaves its journal behind; the next `sandbox run` with the same audit
-//! log completes it before doing anything else (roll forward): a step whose
-//! target is as it was before is done, one already as the changes make it
-//! is left, anything else is a conflict left untouched and recorded. The
-//! events are recorded under the interrupted task's identity and end with
-//! its `task-end` (`changes-recovered`). A journal without a committed plan
+//! log completes it before its own `task-start` (roll forward): a step
+//! whose target is as it was before is done, one already as the changes
+//! make it is left, anything else is a conflict left untouched and
+//! recorded. A journal is applied only when every check holds: the
+//! staging directory is the host's own (a real directory of this account,
+//! closed to others); the plan's MAC verifies under the host key; the
+//! audit log verifies and holds the task's `fs.changes` call for exactly
+//! this diff, pre-approved (`allow`) or followed by its `approved`
+//! approval, by the user, agent and component the plan names; the plan is
+//! for the workspace of the manifest in force; and every step is still
+//! permitted by that manifest and the built-in protections, outside any
+//! private directory. The events are recorded under the interrupted
+//! task's identity as the log recorded it and end with its `task-end`
+//! (`changes-recovered`). A journal that fails a check is not applied:
+//! it is moved to `<audit log>.staging/quarantine/` (a staging directory
+//! that is not the host's own is moved aside whole, to
+//! `<audit log>.staging.quarantined-<time>`) and a `finding` under the
+//! recovering run's identity says why. A journal without a committed plan
 //! (stopped before any change) is deleted.
 
 use crate::corridor::{SharedAudit, lock_audit};
@@ -62,7 +83,15 @@ const DIFF_TEXT_MAX: usize = 1 << 20;
 /// audit log.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// The first line of a journal's plan.
-const JOURNAL_MAGIC: &str = "sandbox-staging-journal 1";
+const JOURNAL_MAGIC: &str = "sandbox-staging-journal 2";
+/// The host key in the staging directory.
+const KEY_FILE: &str = "key";
+/// Where journals that failed a check are kept, in the staging directory.
+const QUARANTINE: &str = "quarantine";
+/// The rule of the finding recorded for a journal that is not applied.
+pub const JOURNAL_RULE: &str = "builtin:staging-journal";
+
+type HmacSha256 = hmac::Hmac<Sha256>;
 /// Reads of whole files (their size was counted against the staging budget).
 const WHOLE: u64 = i64::MAX as u64 - 1;
 
@@ -1027,12 +1056,17 @@ pub(crate) fn verify(ws: &Workspace, changes: &Changes) -> Result<(), StagingErr
 
 /// Who a task was, as recorded on its events (for a recovery, which runs
 /// in another task).
-#[derive(Debug, Clone)]
-pub(crate) struct Who {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Who {
+    /// The task id.
     pub task: String,
+    /// Who it ran for.
     pub user: String,
+    /// The tool's name.
     pub agent: String,
+    /// `sha256:` of the component.
     pub component: String,
+    /// `sha256:` of the policy in force.
     pub policy: String,
 }
 
@@ -1080,6 +1114,117 @@ fn staging_root(audit_path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The name of a task's journal directory: a hash of its task id.
+fn journal_id(task: &str) -> String {
+    hex::encode(&Sha256::digest(task.as_bytes())[..8])
+}
+
+/// Why a directory is not the host's own: it must be a real directory
+/// (not a symlink) owned by this account and closed to everyone else.
+fn untrusted_dir(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) => return Some(sandbox_policy::io_reason(&e)),
+    };
+    let me = rustix::process::geteuid().as_raw();
+    if !m.is_dir() {
+        Some("not a directory (a symbolic link or a file)".into())
+    } else if m.uid() != me {
+        Some(format!("owned by uid {}, not by this account (uid {me})", m.uid()))
+    } else if m.mode() & 0o077 != 0 {
+        Some(format!("mode {:o} lets other accounts in; the host makes it 0700", m.mode() & 0o777))
+    } else {
+        None
+    }
+}
+
+/// Creates the staging root (0700, marked private) or checks that the one
+/// there is the host's own.
+fn open_root(root: &Path) -> Result<(), StagingError> {
+    match std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err(root, "create")(e)),
+    }
+    if let Some(why) = untrusted_dir(root) {
+        return Err(StagingError::Io { path: root.to_owned(), what: "use", reason: why });
+    }
+    sandbox_audit::owned::mark_private(root).map_err(io_err(root, "mark private"))
+}
+
+/// Reads a file that must be a regular file with one link (not a
+/// symlink), owned by this account, closed to everyone else.
+fn read_private(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path)?;
+    let m = file.metadata()?;
+    let me = rustix::process::geteuid().as_raw();
+    if !m.is_file() || m.nlink() != 1 || m.uid() != me || m.mode() & 0o077 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "not a private file of this account (a regular file, one link, mode 0600)",
+        ));
+    }
+    let mut out = Vec::new();
+    (&mut file).take(4096).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// The host key in the staging root: read, or made (32 random bytes, mode
+/// 0600) when missing. A key file that is not private is replaced: every
+/// plan sealed with it then fails its check.
+fn host_key(root: &Path) -> Result<[u8; 32], StagingError> {
+    let path = root.join(KEY_FILE);
+    for _ in 0..3 {
+        match read_private(&path) {
+            Ok(bytes) => match <[u8; 32]>::try_from(bytes.as_slice()) {
+                Ok(key) => return Ok(key),
+                Err(_) => std::fs::remove_file(&path).map_err(io_err(&path, "replace"))?,
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!("staging: replacing the key `{}` ({e})", path.display());
+                std::fs::remove_file(&path).map_err(io_err(&path, "replace"))?;
+            }
+        }
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| StagingError::Io {
+            path: path.clone(),
+            what: "make",
+            reason: format!("no random numbers: {e}"),
+        })?;
+        let tmp = root.join(format!("{KEY_FILE}.{}.tmp", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let mut f =
+            std::os::unix::fs::OpenOptionsExt::mode(std::fs::OpenOptions::new().write(true).create_new(true), 0o600)
+                .open(&tmp)
+                .map_err(io_err(&tmp, "create"))?;
+        f.write_all(&key).and_then(|()| f.sync_all()).map_err(io_err(&tmp, "write"))?;
+        // A hard link does not replace a key another process made first.
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {
+                sync_dir(root)?;
+                return Ok(key);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_err(&path, "create")(e)),
+        }
+    }
+    Err(StagingError::Io { path, what: "make", reason: "it keeps changing".into() })
+}
+
+fn mac(key: &[u8; 32], body: &[u8]) -> HmacSha256 {
+    let mut m = <HmacSha256 as hmac::Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    hmac::Mac::update(&mut m, body);
+    m
+}
+
 /// Takes the staging root's lock, waiting at most [`LOCK_WAIT`].
 fn lock_root(root: &Path) -> Result<std::fs::File, StagingError> {
     let path = root.join("lock");
@@ -1125,6 +1270,7 @@ pub(crate) struct Journal {
     root: PathBuf,
     dir: PathBuf,
     id: String,
+    key: [u8; 32],
     _lock: std::fs::File,
 }
 
@@ -1137,13 +1283,10 @@ impl Journal {
     /// Creates and writes files beside the audit log, outside the workspace.
     pub(crate) fn begin_ambient(audit_path: &Path, task: &str) -> Result<Journal, StagingError> {
         let root = staging_root(audit_path);
-        match std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(&root) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_err(&root, "create")(e)),
-        }
+        open_root(&root)?;
         let lock = lock_root(&root)?;
-        let id = hex::encode(&Sha256::digest(task.as_bytes())[..8]);
+        let key = host_key(&root)?;
+        let id = journal_id(task);
         let dir = root.join(&id);
         if dir.exists() {
             // Left by an earlier run of the same task id that had not
@@ -1151,7 +1294,7 @@ impl Journal {
             std::fs::remove_dir_all(&dir).map_err(io_err(&dir, "remove"))?;
         }
         std::fs::create_dir(&dir).map_err(io_err(&dir, "create"))?;
-        Ok(Journal { root, dir, id, _lock: lock })
+        Ok(Journal { root, dir, id, key, _lock: lock })
     }
 
     /// The journal's id: names the temporary files of the apply.
@@ -1201,7 +1344,8 @@ impl Journal {
                 s.after.encode()
             );
         }
-        let _ = writeln!(text, "end\t{}", sha256(text.as_bytes()));
+        let tag = hmac::Mac::finalize(mac(&self.key, text.as_bytes())).into_bytes();
+        let _ = writeln!(text, "mac\t{}", hex::encode(tag));
         let tmp = self.dir.join("plan.tmp");
         write_durably(&tmp, text.as_bytes())?;
         let plan = self.dir.join("plan");
@@ -1227,8 +1371,9 @@ struct Plan {
     steps: Vec<Step>,
 }
 
-/// Reads a journal's plan: `None` when it was never committed.
-fn read_plan(dir: &Path) -> Result<Option<Plan>, StagingError> {
+/// Reads a journal's plan: `None` when it was never committed. A plan
+/// whose MAC does not verify under `key` is refused.
+fn read_plan(dir: &Path, key: &[u8; 32]) -> Result<Option<Plan>, StagingError> {
     let path = dir.join("plan");
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -1238,8 +1383,12 @@ fn read_plan(dir: &Path) -> Result<Option<Plan>, StagingError> {
     let bad = |reason: &str| StagingError::Journal { path: path.clone(), reason: reason.to_owned() };
     let body_len = text.trim_end_matches('\n').rfind('\n').map_or(0, |i| i + 1);
     let (body, end) = text.split_at(body_len);
-    if end.trim_end() != format!("end\t{}", sha256(body.as_bytes())) || !body.starts_with(JOURNAL_MAGIC) {
-        return Err(bad("not a complete journal of this version"));
+    if !body.starts_with(&format!("{JOURNAL_MAGIC}\n")) {
+        return Err(bad("not a journal of this version"));
+    }
+    let tag = end.trim_end().strip_prefix("mac\t").and_then(|h| hex::decode(h).ok());
+    if tag.is_none_or(|t| hmac::Mac::verify_slice(mac(key, body.as_bytes()), &t).is_err()) {
+        return Err(bad("its MAC does not verify under this host's key: not staged by this host, or altered"));
     }
     let mut fields: BTreeMap<&str, String> = BTreeMap::new();
     let mut steps = Vec::new();
@@ -1289,45 +1438,227 @@ fn read_plan(dir: &Path) -> Result<Option<Plan>, StagingError> {
     Ok(Some(Plan { who, workspace, diff_sha256, summary, steps }))
 }
 
+/// What a recovery checks the journals it finds against: the run that
+/// found them.
+#[derive(Debug)]
+pub struct Recovery<'a> {
+    /// The audit log, open.
+    pub audit: &'a SharedAudit,
+    /// Its path (the journals are beside it).
+    pub audit_path: &'a Path,
+    /// The recovering run, as its own events name it (the findings about
+    /// journals not applied are its).
+    pub by: &'a Who,
+    /// The manifest in force, with its run-time protections.
+    pub policy: &'a sandbox_policy::Policy,
+    /// The workspace of the manifest in force, open.
+    pub workspace: &'a Workspace,
+}
+
 /// Completes the applies of staged changes that runs with this audit log
 /// left unfinished (stopped after committing their journal), recording
 /// each under the interrupted task; deletes journals that were never
-/// committed. Returns how many applies it completed. Called when a run
-/// begins, before its `task-start`; `by_task` is that run's task id.
+/// committed; quarantines (and records a `finding` for) every journal
+/// that fails a check (see the module's documentation). Returns how many
+/// applies it completed. Called when a run begins, before its
+/// `task-start`.
 ///
 /// # Ambient Authority
 ///
-/// Reads and removes the journals beside the audit log, and opens each
-/// journal's workspace (recorded in it) to complete the changes.
-pub fn recover_ambient(audit: &SharedAudit, audit_path: &Path, by_task: &str) -> Result<usize, StagingError> {
-    let root = staging_root(audit_path);
+/// Reads, moves and removes the journals beside the audit log.
+pub fn recover_ambient(r: &Recovery<'_>) -> Result<usize, StagingError> {
+    let root = staging_root(r.audit_path);
     match std::fs::symlink_metadata(&root) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(io_err(&root, "read")(e)),
-        Ok(m) if !m.is_dir() => {
-            return Err(StagingError::Io { path: root, what: "use", reason: "not a directory".into() });
-        }
         Ok(_) => {}
     }
+    if let Some(why) = untrusted_dir(&root) {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let mut aside = root.as_os_str().to_owned();
+        aside.push(format!(".quarantined-{nanos}"));
+        let aside = PathBuf::from(aside);
+        std::fs::rename(&root, &aside).map_err(io_err(&root, "quarantine"))?;
+        let why = format!(
+            "the staging directory `{}` is not the host's own ({why}); nothing in it was applied; it was moved to `{}`",
+            root.display(),
+            aside.display()
+        );
+        return finding(r, &root, &why).map(|()| 0);
+    }
+    sandbox_audit::owned::mark_private(&root).map_err(io_err(&root, "mark private"))?;
     let _lock = lock_root(&root)?;
+    let key = host_key(&root)?;
     let mut dirs = Vec::new();
     for entry in std::fs::read_dir(&root).map_err(io_err(&root, "read"))? {
         let entry = entry.map_err(io_err(&root, "read"))?;
-        if entry.file_type().map_err(io_err(&root, "read"))?.is_dir() {
+        if entry.file_name() != QUARANTINE && entry.file_type().map_err(io_err(&root, "read"))?.is_dir() {
             dirs.push(entry.path());
         }
     }
     dirs.sort();
+    let mut approvals: Option<Result<Vec<Approved>, String>> = None;
     let mut completed = 0;
     for dir in dirs {
-        if let Some(plan) = read_plan(&dir)? {
-            roll_forward(audit, &plan, by_task)?;
-            completed += 1;
+        let checked = match read_plan(&dir, &key) {
+            Ok(None) => None,
+            Ok(Some(plan)) => {
+                let found = approvals.get_or_insert_with(|| approved_changes(r.audit_path));
+                Some(check_plan(r, &dir, &plan, found).map(|who| (plan, who)))
+            }
+            Err(e) => Some(Err(e.to_string())),
+        };
+        match checked {
+            None => std::fs::remove_dir_all(&dir).map_err(io_err(&dir, "remove"))?,
+            Some(Ok((plan, who))) => {
+                roll_forward(r, &plan, &who)?;
+                completed += 1;
+                std::fs::remove_dir_all(&dir).map_err(io_err(&dir, "remove"))?;
+            }
+            Some(Err(why)) => quarantine(r, &root, &dir, &why)?,
         }
-        std::fs::remove_dir_all(&dir).map_err(io_err(&dir, "remove"))?;
         sync_dir(&root)?;
     }
     Ok(completed)
+}
+
+/// A task's `fs.changes` call as the chained audit log holds it.
+#[derive(Debug)]
+struct Approved {
+    who: Who,
+    diff: String,
+    /// `allow` (pre-approved) or `ask`.
+    decision: String,
+    /// An `approved` approval of the same diff followed it.
+    approved: bool,
+}
+
+/// Every `fs.changes` call in the audit log, after verifying its chain.
+fn approved_changes(log: &Path) -> Result<Vec<Approved>, String> {
+    let mut out: Vec<Approved> = Vec::new();
+    let str_of = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_owned();
+    sandbox_audit::verify_log(log, |_, line| {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else { return };
+        if v.get("capability").and_then(|c| c.as_str()) != Some("fs.changes") {
+            return;
+        }
+        let (kind, task, diff) = (str_of(&v, "kind"), str_of(&v, "task"), str_of(&v, "content_sha256"));
+        match kind.as_str() {
+            "call" => out.push(Approved {
+                who: Who {
+                    task,
+                    user: str_of(&v, "user"),
+                    agent: str_of(&v, "agent"),
+                    component: str_of(&v, "component"),
+                    policy: str_of(&v, "policy"),
+                },
+                diff,
+                decision: str_of(&v, "decision"),
+                approved: false,
+            }),
+            "approval" if str_of(&v, "decision") == "approved" => {
+                if let Some(call) = out.iter_mut().rev().find(|c| c.who.task == task && c.diff == diff) {
+                    call.approved = true;
+                }
+            }
+            _ => {}
+        }
+    })
+    .map_err(|e| format!("the audit log does not verify ({e})"))?;
+    Ok(out)
+}
+
+/// Checks a committed plan (whose MAC verified) against the audit log,
+/// the workspace and the manifest in force; the task as the log recorded
+/// it, or why the plan must not be applied.
+fn check_plan(
+    r: &Recovery<'_>,
+    dir: &Path,
+    plan: &Plan,
+    approvals: &Result<Vec<Approved>, String>,
+) -> Result<Who, String> {
+    let id = journal_id(&plan.who.task);
+    if dir.file_name().and_then(|n| n.to_str()) != Some(id.as_str()) {
+        return Err(format!("it is filed under another name than its task's journal `{id}`"));
+    }
+    if plan.workspace != r.workspace.root_path() {
+        return Err(format!(
+            "it is for the workspace `{}`, not `{}`, the workspace of the manifest in force",
+            plan.workspace.display(),
+            r.workspace.root_path().display()
+        ));
+    }
+    let approvals = approvals.as_ref().map_err(Clone::clone)?;
+    let task = &plan.who.task;
+    let call = approvals.iter().rev().find(|a| a.who.task == *task && a.diff == plan.diff_sha256).ok_or_else(|| {
+        format!("the audit log holds no `fs.changes` call of task `{task}` for its diff {}", plan.diff_sha256)
+    })?;
+    match call.decision.as_str() {
+        "allow" => {}
+        "ask" if call.approved => {}
+        _ => return Err(format!("the audit log holds no approval of task `{task}` for its diff {}", plan.diff_sha256)),
+    }
+    if call.who != plan.who {
+        return Err(format!(
+            "it names user `{}`, agent `{}`, component {} and policy {}, but the audit log records task `{task}` as user `{}`, agent `{}`, component {} and policy {}",
+            plan.who.user,
+            plan.who.agent,
+            plan.who.component,
+            plan.who.policy,
+            call.who.user,
+            call.who.agent,
+            call.who.component,
+            call.who.policy
+        ));
+    }
+    for step in &plan.steps {
+        let op = match step.op {
+            StepOp::CreateDir => sandbox_policy::FsOp::CreateDir,
+            StepOp::Write => sandbox_policy::FsOp::Write,
+            StepOp::Remove => sandbox_policy::FsOp::Remove,
+        };
+        let d = r.policy.fs.decide(op, &step.path);
+        if !d.permits() {
+            return Err(format!("{} on `{}` is denied by {} now", op.capability(), step.path.display(), d.rule));
+        }
+        if r.workspace.in_private_dir(&step.path) {
+            return Err(format!("`{}` lies in a directory sandbox keeps for itself", step.path.display()));
+        }
+    }
+    Ok(call.who.clone())
+}
+
+/// Moves a journal that failed a check to the quarantine and records why.
+fn quarantine(r: &Recovery<'_>, root: &Path, dir: &Path, why: &str) -> Result<(), StagingError> {
+    let qdir = root.join(QUARANTINE);
+    match std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(&qdir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err(&qdir, "create")(e)),
+    }
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let to = qdir.join(format!("{name}-{nanos}"));
+    std::fs::rename(dir, &to).map_err(io_err(dir, "quarantine"))?;
+    let why = format!(
+        "the staging journal `{}` was not applied: {why}; it was quarantined at `{}`",
+        dir.display(),
+        to.display()
+    );
+    finding(r, dir, &why)
+}
+
+/// Records (durably) a finding of the recovering run about `path`.
+fn finding(r: &Recovery<'_>, path: &Path, why: &str) -> Result<(), StagingError> {
+    let target = path.display().to_string();
+    let mut ev = r.by.event(Kind::Finding);
+    ev.capability = Some("fs.changes");
+    ev.rule = Some(JOURNAL_RULE);
+    ev.target = Some(&target);
+    ev.reason = Some(why);
+    let mut log = lock_audit(r.audit);
+    log.record(&ev);
+    log.sync().map_err(|e| StagingError::Audit(e.to_string()))
 }
 
 /// How a step fared in a recovery.
@@ -1372,11 +1703,10 @@ fn recover_step(ws: &Workspace, step: &Step, last: &State, tmp: &str) -> Result<
     }
 }
 
-fn roll_forward(audit: &SharedAudit, plan: &Plan, by_task: &str) -> Result<(), StagingError> {
+fn roll_forward(r: &Recovery<'_>, plan: &Plan, who: &Who) -> Result<(), StagingError> {
     let started = Instant::now();
-    let ws = Workspace::open_ambient(&plan.workspace).map_err(io_err(&plan.workspace, "open the workspace"))?;
-    let who = &plan.who;
-    let journal = hex::encode(&Sha256::digest(who.task.as_bytes())[..8]);
+    let (audit, ws, by_task) = (r.audit, r.workspace, r.by.task.as_str());
+    let journal = journal_id(&who.task);
     let why = format!(
         "the run stopped while applying its approved changes; task {by_task} completes them from the journal (roll forward)"
     );
@@ -1397,7 +1727,7 @@ fn roll_forward(audit: &SharedAudit, plan: &Plan, by_task: &str) -> Result<(), S
     for (i, step) in plan.steps.iter().enumerate() {
         let end = last.get(&step.path).copied().unwrap_or(&step.after);
         let step_start = Instant::now();
-        let outcome = recover_step(&ws, step, end, &temp_name(&journal, i))?;
+        let outcome = recover_step(ws, step, end, &temp_name(&journal, i))?;
         let (outcome, reason) = match outcome {
             Recovered::Done => {
                 bytes += step.data.as_ref().map_or(0, |d| d.len() as u64);
@@ -1545,9 +1875,9 @@ mod tests {
         };
         let journal = Journal::begin_ambient(&audit, &who.task).unwrap();
         journal.write_blobs(&changes.steps).unwrap();
-        assert!(read_plan(journal.dir()).unwrap().is_none(), "blobs alone are not a commit");
+        assert!(read_plan(journal.dir(), &journal.key).unwrap().is_none(), "blobs alone are not a commit");
         journal.commit(&who, Path::new("/some/ws\ttab"), &changes).unwrap();
-        let plan = read_plan(journal.dir()).unwrap().unwrap();
+        let plan = read_plan(journal.dir(), &journal.key).unwrap().unwrap();
         assert_eq!(plan.who.task, "t\t1");
         assert_eq!(plan.workspace, Path::new("/some/ws\ttab"));
         assert_eq!(plan.steps.len(), 1);
@@ -1557,10 +1887,10 @@ mod tests {
         let plan_file = journal.dir().join("plan");
         let text = std::fs::read_to_string(&plan_file).unwrap();
         std::fs::write(&plan_file, text.replace("1 file", "2 file")).unwrap();
-        assert!(matches!(read_plan(journal.dir()), Err(StagingError::Journal { .. })));
+        assert!(matches!(read_plan(journal.dir(), &journal.key), Err(StagingError::Journal { .. })));
         std::fs::write(&plan_file, text).unwrap();
         std::fs::write(journal.dir().join("blob-0"), b"old\n").unwrap();
-        assert!(matches!(read_plan(journal.dir()), Err(StagingError::Journal { .. })));
+        assert!(matches!(read_plan(journal.dir(), &journal.key), Err(StagingError::Journal { .. })));
         let journal_dir = journal.dir().to_path_buf();
         journal.finish().unwrap();
         assert!(!journal_dir.exists());

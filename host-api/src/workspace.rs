@@ -168,6 +168,43 @@ impl Workspace {
         Ok(cur)
     }
 
+    /// True when `path` (a real, symlink-free path) is, or lies inside, a
+    /// directory holding the host's private marker
+    /// (`sandbox_audit::owned::PRIVATE_MARKER`): a compile cache, a staging
+    /// directory, whichever run made it. Anything unexpected on the way
+    /// (a symlink swapped in) counts as marked: fail closed.
+    pub fn in_private_dir(&self, path: &RelPath) -> bool {
+        let mut prefix = String::new();
+        let mut comps = path.components();
+        loop {
+            match self.holds_marker(&prefix) {
+                Some(false) => {}
+                Some(true) => return true,
+                // Not a directory, or not there: nothing deeper is either.
+                None => return false,
+            }
+            let Some(next) = comps.next() else { return false };
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(next);
+        }
+    }
+
+    /// Whether the directory `dir` (real, relative; empty: the root) holds
+    /// the private marker; `None` when `dir` is not a directory there.
+    pub fn holds_marker(&self, dir: &str) -> Option<bool> {
+        let fd = match self.open_nofollow(dir, OFlags::PATH | OFlags::DIRECTORY) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::NOTDIR) => return None,
+            Err(_) => return Some(true),
+        };
+        match rustix::fs::statat(&fd, sandbox_audit::owned::PRIVATE_MARKER, AtFlags::SYMLINK_NOFOLLOW) {
+            Err(Errno::NOENT) => Some(false),
+            _ => Some(true),
+        }
+    }
+
     /// Where `path` really leads, following symlinks inside the root.
     pub fn canonical(&self, path: &RelPath) -> Result<RelPath, FsError> {
         let p = if path.is_root() { "." } else { path.as_str() };

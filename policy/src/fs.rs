@@ -348,8 +348,11 @@ pub struct FsPolicy {
     pub(crate) deny: GlobList,
     protected_writes: GlobList,
     walk: Walk,
-    /// Exact workspace paths no operation may touch (manifest, audit log).
+    /// Exact workspace paths no operation may touch (manifest, secrets).
     protected_paths: Vec<(String, String)>,
+    /// Families of names no operation may touch, nor anything inside them
+    /// (the audit log and every file it owns).
+    protected_families: Vec<Family>,
     /// `[[fs.grant]]` tables, as written; they join the lists above once
     /// [`FsPolicy::for_caller`] finds their conditions met.
     pub(crate) grants: Vec<FsGrant>,
@@ -391,6 +394,7 @@ impl FsPolicy {
             protected_writes,
             walk,
             protected_paths: Vec::new(),
+            protected_families: Vec::new(),
             grants: Vec::new(),
             unmet: None,
         }
@@ -432,6 +436,7 @@ impl FsPolicy {
         let [read, write, auto_approve] = &lists;
         let mut out = FsPolicy::new(compile(read), compile(write), compile(auto_approve), self.deny.clone());
         out.protected_paths = self.protected_paths.clone();
+        out.protected_families = self.protected_families.clone();
         out.grants = self.grants.clone();
         if unmet.iter().any(|u| !u.is_empty()) {
             out.unmet = Some(Box::new([compile(&unmet[0]), compile(&unmet[1])]));
@@ -471,11 +476,37 @@ impl FsPolicy {
         self.protected_paths.push((path.as_str().to_owned(), format!("builtin:{what}")));
     }
 
+    /// Refuses every operation on every name of a family in the workspace
+    /// directory `dir` and on everything below such a name: the names for
+    /// which `owns(base, name)` gives a rule (the audit log's own files,
+    /// whose list the audit crate owns: `sandbox_audit::owned::owned_rule`),
+    /// whether they exist yet or not. The rule given names the refusal; for
+    /// `""` (the family's own file) `what` does (`builtin:audit-log`).
+    pub fn protect_family(&mut self, dir: &RelPath, base: &str, owns: NameRule, what: &str) {
+        self.protected_families.push(Family {
+            dir: dir.as_str().to_owned(),
+            base: base.to_owned(),
+            owns,
+            rule: format!("builtin:{what}"),
+        });
+    }
+
+    /// The family protection that covers `path`, if one does.
+    fn protected_family(&self, path: &RelPath) -> Option<&str> {
+        self.protected_families.iter().find_map(|f| match f.covers(path.as_str())? {
+            "" => Some(f.rule.as_str()),
+            rule => Some(rule),
+        })
+    }
+
     /// Decides `op` on `path`. The caller decides again on the path the
     /// file system resolves it to when that differs (a symlink): both must
     /// permit the call.
     pub fn decide(&self, op: FsOp, path: &RelPath) -> Decision<'_> {
         if let Some((_, rule)) = self.protected_paths.iter().find(|(p, _)| *p == path.as_str()) {
+            return deny(rule);
+        }
+        if let Some(rule) = self.protected_family(path) {
             return deny(rule);
         }
         let nfc = nfc(path.as_str());
@@ -537,6 +568,39 @@ impl FsPolicy {
     /// The exact paths protected at run time, with their rule names.
     pub fn protected_paths(&self) -> &[(String, String)] {
         &self.protected_paths
+    }
+
+    /// The families of names protected at run time: (directory, base name,
+    /// rule name).
+    pub fn protected_families(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        self.protected_families.iter().map(|f| (f.dir.as_str(), f.base.as_str(), f.rule.as_str()))
+    }
+}
+
+/// Whether a file name belongs to a family, and the rule that protects it:
+/// `owns(base, name)`; `Some("")` for the family's own rule.
+pub type NameRule = fn(&str, &str) -> Option<&'static str>;
+
+/// A protected family of names in one workspace directory.
+#[derive(Debug, Clone)]
+struct Family {
+    /// The directory, workspace-relative (empty: the root).
+    dir: String,
+    base: String,
+    owns: NameRule,
+    rule: String,
+}
+
+impl Family {
+    /// The rule when `path` is a name of the family or lies below one.
+    fn covers(&self, path: &str) -> Option<&'static str> {
+        let rest = if self.dir.is_empty() {
+            path
+        } else {
+            path.strip_prefix(self.dir.as_str()).and_then(|r| r.strip_prefix('/'))?
+        };
+        let first = rest.split('/').next().filter(|f| !f.is_empty())?;
+        (self.owns)(&self.base, first)
     }
 }
 
@@ -660,6 +724,38 @@ mod tests {
         g.protect_path(&p("sandbox.toml"), "manifest");
         assert_eq!(g.decide(FsOp::Write, &p("sandbox.toml")), deny("builtin:manifest"));
         assert_eq!(g.decide(FsOp::Read, &p("sandbox.toml")), deny("builtin:manifest"));
+    }
+
+    #[test]
+    fn protected_families_hold_for_every_operation_and_below() {
+        fn owns(base: &str, name: &str) -> Option<&'static str> {
+            let rest = name.strip_prefix(base)?;
+            match rest {
+                "" => Some(""),
+                ".staging" => Some("builtin:audit-staging"),
+                r if r.starts_with('.') => Some("builtin:audit-log"),
+                _ => None,
+            }
+        }
+        let mut f = policy(&["**"], &["**"], &["**"], &[]);
+        f.protect_family(&p("logs"), "audit.jsonl", owns, "audit-log");
+        for path in ["logs/audit.jsonl", "logs/audit.jsonl.00000000000000000001", "logs/audit.jsonl.later"] {
+            for op in FsOp::ALL {
+                assert_eq!(f.decide(op, &p(path)), deny("builtin:audit-log"), "{op:?} {path}");
+            }
+        }
+        for path in ["logs/audit.jsonl.staging", "logs/audit.jsonl.staging/0123/plan"] {
+            assert_eq!(f.decide(FsOp::Read, &p(path)), deny("builtin:audit-staging"), "{path}");
+        }
+        for path in ["logs", "logs/other", "audit.jsonl", "logs/sub/audit.jsonl", "logs/audit.jsonx"] {
+            assert_eq!(f.decide(FsOp::Write, &p(path)).verdict, Verdict::Allow, "{path}");
+        }
+        assert!(!f.visible(&p("logs/audit.jsonl.pruned"), false));
+        let mut g = policy(&["**"], &[], &[], &[]);
+        g.protect_family(&RelPath::root(), "a.log", owns, "audit-log");
+        assert_eq!(g.decide(FsOp::Read, &p("a.log.pruned")).verdict, Verdict::Deny);
+        assert_eq!(g.clone().decide(FsOp::Read, &p("a.log")).verdict, Verdict::Deny);
+        assert_eq!(g.decide(FsOp::Read, &p("b.log")).verdict, Verdict::Allow);
     }
 
     #[test]

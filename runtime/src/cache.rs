@@ -4,6 +4,10 @@
 //! The directory is `$SANDBOX_CACHE_DIR`, else `$XDG_CACHE_HOME/sandbox`,
 //! else `~/.cache/sandbox`: mode 0700 and owned by the account `sandbox`
 //! runs as. It holds
+//! - `.sandbox-private` (`sandbox_audit::owned::PRIVATE_MARKER`): the
+//!   marker that makes the file-system door of *every* run refuse the
+//!   directory and everything in it, whichever run's workspace it lies in
+//!   (so a tool of another run cannot read the key and reseal an entry);
 //! - `key`: 32 random bytes (mode 0600), the HMAC key entries are sealed with;
 //! - `<KEY>.cwasm`: one entry per component and engine configuration:
 //!   [`MAGIC`], HMAC-SHA256(key, KEY ‖ artifact), then the artifact.
@@ -19,7 +23,10 @@
 //! nothing can change them after the check). An entry that is not a
 //! regular file owned by this account without group or other access, whose
 //! MAC does not match, or that wasmtime refuses (another version or
-//! configuration) is deleted and compiled anew: never trusted.
+//! configuration) is deleted and compiled anew: never trusted. A cache
+//! directory found without its marker (made by an older version, or
+//! reachable before it was marked) may have had its key read: its key is
+//! replaced, so that every entry sealed with it is rebuilt.
 
 use hmac::Mac;
 use sha2::{Digest, Sha256};
@@ -98,6 +105,16 @@ impl Cache {
         }
         if meta.mode() & 0o077 != 0 {
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+        }
+        let marker = dir.join(sandbox_audit::owned::PRIVATE_MARKER);
+        if !fs::symlink_metadata(&marker).is_ok_and(|m| m.is_file()) {
+            // Unmarked, any run's tool could have reached the key.
+            match fs::symlink_metadata(dir.join(KEY_FILE)) {
+                Ok(_) => remove_bad_key(&dir.join(KEY_FILE), "the directory was not marked private")?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            sandbox_audit::owned::mark_private(&dir)?;
         }
         let key = load_key(&dir)?;
         Ok(Cache { dir, key })
@@ -213,7 +230,9 @@ fn deserialize_verified(engine: &Engine, artifact: Verified<'_>) -> wasmtime::Re
     // `Cache::store` sealed them with HMAC-SHA256 under a 32-byte random
     // key that lives only in the cache directory, which is owned by this
     // account and closed to everyone else (0700, key 0600; checked on
-    // open), and which the run refuses to place inside a tool's workspace.
+    // open), which the run refuses to place inside its tool's workspace,
+    // and which carries the private marker that the file-system door of
+    // every run refuses (a key found in an unmarked directory is replaced).
     // The MAC was checked over these very bytes, held in memory, so they
     // cannot change between the check and this call (unlike a mapped
     // file). Output of another wasmtime version or engine configuration is
@@ -349,7 +368,7 @@ pub fn for_run(root: &Path) -> Result<Option<Cache>, String> {
 }
 
 /// `path` made absolute with symlinks resolved as far as it exists.
-fn lenient_canonical(path: &Path) -> PathBuf {
+pub(crate) fn lenient_canonical(path: &Path) -> PathBuf {
     let mut rest = Vec::new();
     let mut cur = path;
     loop {

@@ -239,39 +239,71 @@ pub(crate) fn os_user() -> String {
         .unwrap_or_else(|| format!("uid:{}", rustix::process::getuid().as_raw()))
 }
 
-/// Makes the manifest, the audit log, its checkpoint file, its signing
-/// key and its sinks' cursor files untouchable for the tool when they lie inside the workspace `root`
-/// (an absolute, canonical path), and returns the ones that do.
+/// Makes the manifest, the secrets' files, the signing key and every file
+/// the audit log owns (see `sandbox_audit::owned`: its segments, prune
+/// records, checkpoints, sink cursors and locks, the staging journals,
+/// and any name the log may adopt later) untouchable for the tool when
+/// they lie inside the workspace `root` (an absolute, canonical path), and
+/// returns the ones that do (for the log's families: the log, or the
+/// checkpoint file).
 pub fn protect_own_files(policy: &mut Policy, root: &Path, manifest: &Path, audit: &Path) -> Vec<PathBuf> {
     let mut inside = Vec::new();
-    let mut files = vec![(manifest.to_owned(), "manifest"), (audit.to_owned(), "audit-log")];
+    let mut files = vec![(manifest.to_owned(), "manifest")];
     if let Some(key) = &policy.audit.signing_key {
-        files.push((policy.audit.checkpoints_for(audit), "audit-checkpoints"));
         files.push((key.clone(), "audit-signing-key"));
+        files.push((sandbox_audit::checkpoint::public_key_path(key), "audit-signing-key"));
     }
     for source in policy.secrets.values() {
         if let sandbox_policy::secrets::SecretSource::File(file) = source {
             files.push((file.clone(), "secret"));
         }
     }
-    for sink in &policy.audit.sinks {
-        files.extend(sandbox_sinks::cursor::own_files(audit, &sink.name).map(|f| (f, "audit-sink-cursor")));
-    }
-    for (file, what) in files {
-        // The file may not exist yet (an audit log before the first run).
-        let real = std::fs::canonicalize(&file).ok().or_else(|| {
-            let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            Some(std::fs::canonicalize(parent).ok()?.join(file.file_name()?))
-        });
-        let rel = real
+    let relative = |file: &Path| {
+        lenient_real(file)
             .and_then(|f| f.strip_prefix(root).ok().and_then(|r| r.to_str().map(str::to_owned)))
-            .and_then(|r| RelPath::normalise(&r).ok());
-        if let Some(rel) = rel {
+            .and_then(|r| RelPath::normalise(&r).ok())
+    };
+    for (file, what) in files {
+        if let Some(rel) = relative(&file) {
             policy.fs.protect_path(&rel, what);
             inside.push(file);
         }
     }
+    let checkpoints = policy.audit.checkpoints_for(audit);
+    for family in sandbox_audit::owned::families(audit, Some(&checkpoints)) {
+        let what = family.what;
+        let shown = if what == "audit-log" { audit.to_owned() } else { checkpoints.clone() };
+        // Every file of the family is made in the directory as given, under
+        // the name as given; a log that is a symlink is also protected where
+        // it leads.
+        let dir_rel = Some(crate::cache::lenient_canonical(&family.dir)).and_then(|d| {
+            let r = d.strip_prefix(root).ok()?.to_str()?.to_owned();
+            if r.is_empty() { Some(RelPath::root()) } else { RelPath::normalise(&r).ok() }
+        });
+        let mut found = false;
+        if let Some(dir) = dir_rel {
+            policy.fs.protect_family(&dir, &family.base, sandbox_audit::owned::owned_rule, what);
+            found = true;
+        }
+        if let Some(real) = std::fs::canonicalize(family.dir.join(&family.base)).ok().and_then(|f| relative(&f)) {
+            policy.fs.protect_path(&real, what);
+            found = true;
+        }
+        if found {
+            inside.push(shown);
+        }
+    }
     inside
+}
+
+/// `file` made absolute and real: canonical when it exists, else its
+/// directory made canonical joined with its name (a log before the first
+/// run).
+fn lenient_real(file: &Path) -> Option<PathBuf> {
+    std::fs::canonicalize(file).ok().or_else(|| {
+        let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Some(std::fs::canonicalize(parent).ok()?.join(file.file_name()?))
+    })
 }
 
 /// Runs a tool to its end and returns the exit code.
@@ -372,12 +404,6 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
     if let Err(f) = crate::secrets::load(&mut policy) {
         return refused_start(&audit, &policy, &task, &req, f);
     }
-    // Approved changes that an interrupted run was applying are completed
-    // (and recorded) before anything else.
-    if let Err(e) = sandbox_host_api::staging::recover_ambient(&audit, &audit_path, &task.id) {
-        let f = Failure::internal(format!("the staged changes an interrupted run was applying: {e}"));
-        return refused_start(&audit, &policy, &task, &req, f);
-    }
     let root = req.workspace.clone().unwrap_or_else(|| policy.workspace_root.clone());
     let workspace = match Workspace::open_ambient(&root) {
         Ok(ws) => ws,
@@ -416,6 +442,27 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
     // Bodies the host holds for the tool: as much as the tool may hold
     // itself, and always room for one body of `limits.output`.
     let host_memory = HostMemory::new(policy.limits.memory.max(policy.limits.output));
+    // Approved changes that an interrupted run was applying are completed
+    // (and recorded) before anything else, once checked against this host's
+    // key, the audit log, this workspace and this manifest (see staging.rs).
+    let recovering = sandbox_host_api::staging::Who {
+        task: task.id.clone(),
+        user: task.user.clone(),
+        agent: task.agent.clone(),
+        component: task.component.clone(),
+        policy: policy.hash.clone(),
+    };
+    let recovery = sandbox_host_api::staging::Recovery {
+        audit: &audit,
+        audit_path: &audit_path,
+        by: &recovering,
+        policy: &policy,
+        workspace: &workspace,
+    };
+    if let Err(e) = sandbox_host_api::staging::recover_ambient(&recovery) {
+        let f = Failure::internal(format!("the staged changes an interrupted run was applying: {e}"));
+        return refused_start(&audit, &policy, &task, &req, f);
+    }
     let net = match Net::new_ambient(&policy.http.ca_certs, req.resolve.clone()) {
         Ok(net) => net.with_memory(host_memory.clone()),
         Err(e) => return refused_start(&audit, &policy, &task, &req, Failure::usage(e)),

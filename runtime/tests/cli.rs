@@ -159,7 +159,7 @@ fn policy_check_prints_the_compiled_grants() {
     for protected in ["**/.git/**", "**/.husky/**", "**/.envrc", "**/.vscode/**", "**/.bashrc", "**/.zshrc"] {
         assert!(builtin.split_whitespace().any(|w| w == protected), "{protected} missing: {builtin}");
     }
-    assert!(r.stdout.contains("the manifest and the audit log are untouchable"), "{}", r.stdout);
+    assert!(r.stdout.contains("the manifest, the audit log and every file it owns are untouchable"), "{}", r.stdout);
     assert!(r.stderr.is_empty(), "{r:?}");
 }
 

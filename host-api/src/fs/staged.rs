@@ -47,6 +47,7 @@ impl Gate<'_> {
         match st.lookup(ws, &self.asked, follow_last) {
             Ok(found) => {
                 self.also(found.real())?;
+                self.not_private(ws, found.real())?;
                 Ok(Ok(found))
             }
             Err(FsError::Outside(why)) => Err(self.refuse(
@@ -54,7 +55,13 @@ impl Gate<'_> {
                 "builtin:outside-workspace",
                 Error::Denied(format!("`{}`: {why}", self.asked.display())),
             )),
-            Err(e) => Ok(Err(self.fs_error(e))),
+            Err(e) => {
+                // Not there (or not reachable): a private directory on the
+                // way still refuses it, so nothing inside is even probed.
+                let asked = self.asked.clone();
+                self.not_private(ws, &asked)?;
+                Ok(Err(self.fs_error(e)))
+            }
         }
     }
 
@@ -191,7 +198,7 @@ pub(super) fn list_dir(host: &mut HostCtx, path: String) -> wasmtime::Result<Res
         },
         |Ctx { policy, ws, staging, .. }, (real, asked, shown)| {
             let raw = with_staging(staging, |st| st.list(ws, &real)).map_err(failed(&shown))?;
-            visible_entries(policy, raw, &asked, &real, &shown)
+            visible_entries(policy, ws, raw, &asked, &real, &shown)
         },
     )
 }

@@ -129,6 +129,9 @@ impl PolicyCommand {
                     crate::principal::verifier(identity).map_err(Failure::usage)?;
                 }
                 super::emit(&print_policy(&p));
+                for warning in inside_warnings(&p, &file) {
+                    eprintln!("sandbox: warning: {warning}");
+                }
                 Ok(0)
             }
             PolicyCommand::Diff { old, new } => {
@@ -166,6 +169,27 @@ impl PolicyCommand {
             }
         }
     }
+}
+
+/// What `policy check` warns about: the audit log (or its checkpoint file)
+/// inside the workspace, where every file it owns is refused to the tool
+/// but the layout invites mistakes (a command rule refuses the run; an
+/// end-of-task manifest refuses it too).
+fn inside_warnings(p: &Policy, manifest: &Path) -> Vec<String> {
+    let Ok(root) = std::fs::canonicalize(&p.workspace_root) else { return Vec::new() };
+    let mut probe = p.clone();
+    let checkpoints = p.audit.checkpoints_for(&p.audit_path);
+    crate::run::protect_own_files(&mut probe, &root, manifest, &p.audit_path)
+        .into_iter()
+        .filter(|f| *f == p.audit_path || *f == checkpoints)
+        .map(|f| {
+            format!(
+                "`{}` lies inside the workspace `{}`: the tool is refused every file the audit log owns there (segments, prune records, checkpoints, cursors, staging journals), but keep the audit log outside the workspace",
+                f.display(),
+                root.display()
+            )
+        })
+        .collect()
 }
 
 fn list(items: &[String]) -> String {
@@ -256,7 +280,15 @@ fn print_policy(p: &Policy) -> String {
         }
     }
     o!(out, "built-in    writes are always refused on: {}", PROTECTED_WRITES.join("  "));
-    o!(out, "built-in    the manifest and the audit log are untouchable when inside the workspace;");
+    o!(
+        out,
+        "built-in    the manifest, the audit log and every file it owns are untouchable when inside the workspace;"
+    );
+    o!(
+        out,
+        "            so is every directory holding a `{}` marker (compile caches, staging journals);",
+        sandbox_audit::owned::PRIVATE_MARKER
+    );
     o!(out, "            paths leading outside (`..`, symlinks) and files with several hard links are refused");
     out
 }
