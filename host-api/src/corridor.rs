@@ -23,7 +23,12 @@
 //! Redaction (`[redact]`, see [`sandbox_redact`]): every text a call's
 //! events store (target, dest, resolved, intent, reasons) and the preview
 //! and target a reviewer sees are redacted, and each event counts its
-//! replacements by type in `redactions`. The effect hash an approval is
+//! replacements by type in `redactions`. Targets and previews carry a
+//! keyed fingerprint of each hidden value
+//! ([`Redactor::redact_shown`]), the same in the log and on the
+//! reviewer's screen, so two different hidden values can always be told
+//! apart; file and HTTP targets are judged as paths (a bare digit run there
+//! is an id, not a card number). The effect hash an approval is
 //! bound to is computed by `prepare` over the real bytes, not the redacted
 //! text. Data returned to the tool is redacted by the doors' `act` when
 //! [`Ctx::redacts_output`] says so; those replacements are counted on the
@@ -42,7 +47,7 @@ use crate::staging::Staging;
 use crate::workspace::Workspace;
 use sandbox_audit::{ApprovalRecord, AuditLog, Decision, Event, Kind};
 use sandbox_policy::{Policy, Verdict};
-use sandbox_redact::{Counts, Redactor};
+use sandbox_redact::{Context, Counts, Redactor};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -220,6 +225,53 @@ impl Ctx<'_> {
         }
     }
 
+    /// A stream returned to the tool that may go on past what was read
+    /// (a command's output), at most `cap` bytes, redacted before it is
+    /// cut. The cut leaves out any part of a secret: it moves back to the
+    /// start of a finding it would split, and when the stream was `killed`
+    /// (its end may be the middle of a secret) it leaves the last
+    /// [`Redactor::window`] bytes read out of view too, so every secret
+    /// that starts before the cut is seen whole.
+    pub fn returned_stream(&self, redact: bool, data: Vec<u8>, cap: u64, killed: bool, counts: &mut Counts) -> Vec<u8> {
+        let redactor = match (redact, self.literals) {
+            (true, _) => Some(self.redactor),
+            (false, literals) => literals,
+        };
+        let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+        let keep = if killed {
+            cap.min(data.len().saturating_sub(redactor.map_or(0, Redactor::window)))
+        } else {
+            cap.min(data.len())
+        };
+        match redactor {
+            Some(r) => r.redact_cut(&data, keep, counts),
+            None => {
+                let mut data = data;
+                data.truncate(keep);
+                data
+            }
+        }
+    }
+
+    /// An HTTP header name returned to the tool: secret values matched
+    /// without regard to case (names arrive lowercased); a name that held
+    /// one stays a valid header name (`x-echo-redacted-secret`).
+    pub fn returned_name(&self, redact: bool, name: String, counts: &mut Counts) -> String {
+        let redactor = match (redact, self.literals) {
+            (true, _) => self.redactor,
+            (false, Some(literals)) => literals,
+            (false, None) => return name,
+        };
+        match redactor.redact_name(&name, counts) {
+            Cow::Borrowed(_) => name,
+            Cow::Owned(red) => red
+                .chars()
+                .filter(|c| !matches!(c, '[' | ']'))
+                .map(|c| if c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c) { c } else { '-' })
+                .collect(),
+        }
+    }
+
     /// [`returned`](Self::returned) for text (HTTP header values).
     pub fn returned_text(&self, redact: bool, text: String, counts: &mut Counts) -> String {
         match (redact, self.literals) {
@@ -369,8 +421,15 @@ struct Record<'a> {
     redactions: &'a Counts,
 }
 
-/// A call's text fields as the log stores them: redacted, with the
-/// replacements counted (those in the intent included).
+/// How a capability's target reads: a path or URL (`fs.*`, `http.*`), or
+/// free text (a command line).
+fn target_context(capability: &str) -> Context {
+    if capability.starts_with("fs.") || capability.starts_with("http.") { Context::Path } else { Context::Text }
+}
+
+/// A call's text fields as the log stores them and a reviewer sees them:
+/// redacted with fingerprints, with the replacements counted (those in the
+/// intent included).
 struct Shown<'t> {
     target: Cow<'t, str>,
     dest: Option<Cow<'t, str>>,
@@ -382,13 +441,15 @@ impl<'t> Shown<'t> {
     fn new(
         redactor: &Redactor,
         mut counts: Counts,
+        capability: &str,
         target: &'t str,
         dest: Option<&'t str>,
         resolved: Option<&'t str>,
     ) -> Shown<'t> {
-        let target = redactor.redact(target, &mut counts);
-        let dest = dest.map(|d| redactor.redact(d, &mut counts));
-        let resolved = resolved.map(|r| redactor.redact(r, &mut counts));
+        let target = redactor.redact_shown(target, target_context(capability), &mut counts);
+        // A destination path, a resolved path or program, addresses.
+        let dest = dest.map(|d| redactor.redact_shown(d, Context::Path, &mut counts));
+        let resolved = resolved.map(|r| redactor.redact_shown(r, Context::Path, &mut counts));
         Shown { target, dest, resolved, counts }
     }
 
@@ -532,7 +593,14 @@ impl Corridor {
         let plan = match plan {
             Ok(plan) => plan,
             Err(r) => {
-                let shown = Shown::new(redactor, intent_counts, &r.target, r.dest.as_deref(), r.resolved.as_deref());
+                let shown = Shown::new(
+                    redactor,
+                    intent_counts,
+                    capability,
+                    &r.target,
+                    r.dest.as_deref(),
+                    r.resolved.as_deref(),
+                );
                 let rec = shown.record(capability, intent);
                 let mut ev = self.event(Kind::Call, &rec);
                 ev.decision = Some(r.decision);
@@ -547,9 +615,15 @@ impl Corridor {
                 return Ok(Err(r.error));
             }
         };
-        let mut shown =
-            Shown::new(redactor, intent_counts, &plan.target, plan.dest.as_deref(), plan.resolved.as_deref());
-        let cwd = plan.cwd.as_deref().map(|d| redactor.redact(d, &mut shown.counts));
+        let mut shown = Shown::new(
+            redactor,
+            intent_counts,
+            capability,
+            &plan.target,
+            plan.dest.as_deref(),
+            plan.resolved.as_deref(),
+        );
+        let cwd = plan.cwd.as_deref().map(|d| redactor.redact_shown(d, Context::Path, &mut shown.counts));
         let rec = shown.record(capability, intent);
         let mut ev = self.event(Kind::Call, &rec);
         ev.headers = plan.headers.as_deref();
@@ -574,7 +648,7 @@ impl Corridor {
             // The reviewer sees what the log stores: redacted text. The
             // effect hash was made by `prepare` over the real bytes.
             let mut seen = shown.counts.clone();
-            let preview = plan.preview.as_deref().map(|p| redactor.redact(p, &mut seen));
+            let preview = plan.preview.as_deref().map(|p| redactor.redact_shown(p, Context::Text, &mut seen));
             self.clock.begin_wait();
             let answer = self.approver.lock().unwrap_or_else(PoisonError::into_inner).ask(&ApprovalRequest {
                 task: &self.task.id,

@@ -13,7 +13,10 @@
 //!
 //! The parent writes stdin, reads stdout and stderr up to a cap each,
 //! and kills the whole process group at the timeout or when a stream
-//! reaches its cap. Afterwards it kills the group again and, as the
+//! reaches its cap. A stream that passes its cap is read on for up to
+//! [`LOOKAHEAD`] more bytes (what is already in the pipe): the caller
+//! redacts before it cuts, so a secret lying across the cap is seen whole
+//! and withheld, never returned in part (see `process::act`). Afterwards it kills the group again and, as the
 //! process's child subreaper, kills every orphan that was reparented to it
 //! (children that left the group with `setsid`), so nothing outlives the
 //! call.
@@ -56,6 +59,10 @@ const ETC_READ: &[&str] = &[
     "/etc/os-release",
     "/etc/magic",
 ];
+/// How far past its cap a stream is read, so that what lies across the
+/// cap can be redacted whole before the cut.
+pub const LOOKAHEAD: u64 = 64 * 1024;
+
 /// Devices a confined program may read and write.
 const DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];
 
@@ -101,9 +108,10 @@ pub struct Spawn {
 pub struct Finished {
     /// `None` when the process was killed (timeout, cap, signal).
     pub exit_code: Option<i32>,
-    /// Standard output, at most the cap.
+    /// Standard output, at most the cap plus [`LOOKAHEAD`] bytes: not yet
+    /// cut, so that the caller can redact before cutting.
     pub stdout: Vec<u8>,
-    /// Standard error, at most the cap.
+    /// Standard error, likewise.
     pub stderr: Vec<u8>,
     /// True when a stream reached the cap (the group was killed).
     pub truncated: bool,
@@ -138,8 +146,10 @@ impl Launcher {
     }
 }
 
-/// Runs a program through the trampoline; each output stream is capped at
-/// `cap` bytes; the whole group is killed at `timeout`.
+/// Runs a program through the trampoline; the whole group is killed at
+/// `timeout` or when an output stream passes `cap` bytes. Each stream is
+/// returned with up to [`LOOKAHEAD`] bytes past the cap: the caller must
+/// cut it (after redacting).
 ///
 /// # Ambient Authority
 ///
@@ -201,15 +211,21 @@ fn run_in(launcher: &Launcher, spawn: &Spawn, timeout: Duration, cap: u64, tmp: 
                 return;
             };
             let mut buf = [0u8; 16 * 1024];
+            let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+            let most = cap.saturating_add(LOOKAHEAD as usize);
             loop {
                 match stream.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        let room = (cap as usize).saturating_sub(data.len());
+                        let room = most.saturating_sub(data.len());
                         data.extend_from_slice(&buf[..n.min(room)]);
-                        if n > room {
-                            capped.store(true, Ordering::SeqCst);
+                        // Past the cap: the group is killed, and what is
+                        // already in the pipe is read on, up to the
+                        // lookahead, for the caller's redaction.
+                        if data.len() > cap && !capped.swap(true, Ordering::SeqCst) {
                             let _ = events.send("cap");
+                        }
+                        if n >= room {
                             break;
                         }
                     }

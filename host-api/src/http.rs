@@ -193,6 +193,8 @@ fn act(cx: Ctx<'_>, ex: Exchange, asked: Option<Duration>) -> Result<Done<Reply>
                 } else {
                     *value = cx.returned_text(redact, std::mem::take(value), &mut counts);
                 }
+                // A server can reflect a value in a name as well.
+                *name = cx.returned_name(redact, std::mem::take(name), &mut counts);
             }
             let (status, peer, bytes) = (reply.status, reply.peer.to_string(), reply.body.len() as u64);
             let mut done = Done::new(reply, bytes);

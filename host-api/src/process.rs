@@ -340,11 +340,16 @@ fn act(cx: Ctx<'_>, ready: Ready, asked: Option<Duration>) -> Result<Done<Output
     if timeout.is_zero() {
         return Err(Error::LimitExceeded("the run has no time left for a command".into()));
     }
-    let f: Finished = run_ambient(launcher, &spawn, timeout, cx.policy.limits.output).map_err(Error::Failed)?;
+    let cap = cx.policy.limits.output;
+    let f: Finished = run_ambient(launcher, &spawn, timeout, cap).map_err(Error::Failed)?;
     let mut counts = sandbox_redact::Counts::new();
     let redact = cx.redacts_output();
-    let stdout = cx.returned(redact, f.stdout, &mut counts);
-    let stderr = cx.returned(redact, f.stderr, &mut counts);
+    // Redacted first, cut after: a killed program's streams may end
+    // anywhere, even inside a secret, so they are cut where what follows
+    // is still in view.
+    let killed = f.truncated || f.timed_out;
+    let stdout = cx.returned_stream(redact, f.stdout, cap, killed, &mut counts);
+    let stderr = cx.returned_stream(redact, f.stderr, cap, killed, &mut counts);
     let bytes = (stdout.len() + stderr.len()) as u64;
     let mut done = Done::new(Output { exit_code: f.exit_code, stdout, stderr, truncated: f.truncated }, bytes);
     done.redactions = counts;

@@ -22,9 +22,29 @@
 //!
 //! Data that is not UTF-8 ([`Redactor::redact_bytes`]) is redacted in its
 //! UTF-8 stretches; every other byte is kept as it is. Input is redacted as
-//! one complete buffer: a secret split across two calls is not seen.
+//! one complete buffer: a secret split across two calls is not seen. A
+//! stream that has to be cut (a command's output at `limits.output`) is
+//! redacted *before* it is cut, with [`Redactor::redact_cut`]: the cut moves
+//! back to the start of any finding it would split, and the caller keeps
+//! [`Redactor::window`] bytes of what follows the cut in view, so no prefix
+//! of a secret is ever returned.
 //!
-//! No I/O, no global state.
+//! Text a reviewer sees (approval targets, previews, the audit log's
+//! targets) is redacted with [`Redactor::redact_shown`]: each marker
+//! carries a keyed fingerprint of the hidden value (`[redacted:secret#
+//! 1f2e3d4c]`, and for card numbers the last four digits:
+//! `[redacted:card-number:…1111#1f2e3d4c]`), so two different values stay
+//! distinguishable and equal ones look equal. The key is random, drawn
+//! once per redactor (per run) and never stored, so a fingerprint cannot be
+//! checked against guessed values later. In paths and URLs
+//! ([`Context::Path`]) a card number is only one when it is written like
+//! one (grouped by spaces or dashes): a bare digit run there is an id.
+//!
+//! Header names ([`Redactor::redact_name`]) are matched against the secret
+//! values without regard to ASCII case (HTTP lowercases names).
+//!
+//! No I/O and no global state, apart from drawing the fingerprint key from
+//! the operating system's random source when first needed.
 
 mod detectors;
 
@@ -32,7 +52,9 @@ pub use detectors::{BUILTINS, Builtin, luhn, plausible_iin};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use detectors::{Check, SPECS, key_names_a_secret};
+use hmac::{Hmac, Mac};
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use sha2::Sha256;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
@@ -57,6 +79,47 @@ const SET_SIZE_LIMIT: usize = 16 << 20;
 /// The text that replaces a match of `kind`.
 pub fn marker(kind: &str) -> String {
     format!("[redacted:{kind}]")
+}
+
+/// The card-number detector's name.
+const CARD: &str = "card-number";
+
+/// How many bytes after a cut a caller must have seen for every finding
+/// that starts before the cut to be whole, when detectors run: longer than
+/// every built-in token format.
+pub const DETECTOR_WINDOW: usize = 1024;
+
+/// Where text a reviewer sees comes from, for [`Redactor::redact_shown`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    /// Free text (a command line, a preview): card numbers by the usual
+    /// standard, except a bare digit run right after a `/` (a path
+    /// segment: an id, not a card).
+    Text,
+    /// A path or a URL (the target of a file or HTTP call): a number is a
+    /// card only when grouped like one (by spaces or dashes); a bare digit
+    /// run is an id, however Luhn-valid.
+    Path,
+}
+
+impl Context {
+    /// True when a card-number match at `range` is not one here.
+    fn exempts(self, text: &str, range: &Range<usize>) -> bool {
+        let bare = text.as_bytes()[range.clone()].iter().all(u8::is_ascii_digit);
+        match self {
+            Context::Path => bare,
+            Context::Text => bare && range.start > 0 && text.as_bytes()[range.start - 1] == b'/',
+        }
+    }
+}
+
+/// How a search runs.
+#[derive(Debug, Clone, Copy, Default)]
+struct How {
+    /// Literal values match without regard to ASCII case.
+    any_case: bool,
+    /// Reviewer-side text: card numbers judged by the context.
+    context: Option<Context>,
 }
 
 /// A custom pattern: a type name and a regex.
@@ -241,6 +304,8 @@ struct Span {
 struct Literals {
     values: Vec<(Arc<str>, String)>,
     matcher: Option<AhoCorasick>,
+    /// The same values, ASCII case-insensitively (header names).
+    matcher_any_case: Option<AhoCorasick>,
 }
 
 /// The compiled detectors of a run. Cheap to clone (the automata are
@@ -261,6 +326,9 @@ pub struct Redactor {
     names: Vec<String>,
     /// No match is shorter than this many bytes.
     min_len: usize,
+    /// The key of reviewer-side fingerprints: drawn when first used,
+    /// shared by clones.
+    fingerprint_key: Arc<OnceLock<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -376,13 +444,19 @@ impl Redactor {
         if self.literals.values.iter().any(|(_, v)| v == value) {
             return Ok(());
         }
+        let mut values: Vec<&str> = self.literals.values.iter().map(|(_, v)| v.as_str()).collect();
+        values.push(value);
+        let build = |any_case: bool| {
+            AhoCorasickBuilder::new()
+                .match_kind(MatchKind::LeftmostLongest)
+                .ascii_case_insensitive(any_case)
+                .build(&values)
+                .map_err(|e| ConfigError::Literal(format!("the literal values cannot be compiled: {e}")))
+        };
+        let (exact, any_case) = (build(false)?, build(true)?);
         self.literals.values.push((Arc::from(kind), value.to_owned()));
-        let values: Vec<&str> = self.literals.values.iter().map(|(_, v)| v.as_str()).collect();
-        let ac = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(&values)
-            .map_err(|e| ConfigError::Literal(format!("the literal values cannot be compiled: {e}")))?;
-        self.literals.matcher = Some(ac);
+        self.literals.matcher = Some(exact);
+        self.literals.matcher_any_case = Some(any_case);
         self.min_len = self.min_len.min(value.len());
         Ok(())
     }
@@ -403,7 +477,32 @@ impl Redactor {
     /// host added.
     pub fn literals_only(&self) -> Redactor {
         let min_len = self.literals.values.iter().map(|(_, v)| v.len()).min().unwrap_or(usize::MAX);
-        Redactor { literals: self.literals.clone(), min_len, ..Redactor::default() }
+        Redactor {
+            literals: self.literals.clone(),
+            min_len,
+            fingerprint_key: self.fingerprint_key.clone(),
+            ..Redactor::default()
+        }
+    }
+
+    /// The longest literal value, in bytes (0 without literals).
+    pub fn longest_literal(&self) -> usize {
+        self.literals.values.iter().map(|(_, v)| v.len()).max().unwrap_or(0)
+    }
+
+    /// How many bytes after a cut a caller must keep in view (and pass to
+    /// [`redact_cut`](Self::redact_cut)) for every finding that starts
+    /// before the cut to be seen whole: the longest literal value, and
+    /// [`DETECTOR_WINDOW`] when detectors run.
+    pub fn window(&self) -> usize {
+        let detectors = if self.rules.is_empty() { 0 } else { DETECTOR_WINDOW };
+        self.longest_literal().max(detectors)
+    }
+
+    /// Sets the fingerprint key instead of a random one (tests, and
+    /// callers that want fingerprints comparable across runs).
+    pub fn set_fingerprint_key(&mut self, key: [u8; 32]) {
+        self.fingerprint_key = Arc::new(OnceLock::from(key));
     }
 
     /// The detectors and custom patterns in force, by name (custom first).
@@ -416,13 +515,14 @@ impl Redactor {
         self.rules.is_empty() && self.literals.values.is_empty()
     }
 
-    fn spans(&self, text: &str) -> Vec<Span> {
+    fn spans(&self, text: &str, how: How) -> Vec<Span> {
         let mut spans = Vec::new();
         if text.len() < self.min_len || self.is_empty() {
             return spans;
         }
         let bytes = text.as_bytes();
-        if let Some(ac) = &self.literals.matcher {
+        let literals = if how.any_case { &self.literals.matcher_any_case } else { &self.literals.matcher };
+        if let Some(ac) = literals {
             for m in ac.find_iter(bytes) {
                 spans.push(Span { range: m.range(), priority: 0 });
             }
@@ -486,6 +586,11 @@ impl Redactor {
                 }
             }
         }
+        if let Some(context) = how.context {
+            spans.retain(|s| {
+                s.priority == 0 || &*self.rules[s.priority - 1].kind != CARD || !context.exempts(text, &s.range)
+            });
+        }
         spans
     }
 
@@ -493,14 +598,23 @@ impl Redactor {
     fn kind_of(&self, span: &Span, text: &str) -> &str {
         if span.priority == 0 {
             let value = &text[span.range.clone()];
-            return self.literals.values.iter().find(|(_, v)| v == value).map_or(SECRET, |(k, _)| &**k);
+            let values = &self.literals.values;
+            return values
+                .iter()
+                .find(|(_, v)| v == value)
+                .or_else(|| values.iter().find(|(_, v)| v.eq_ignore_ascii_case(value)))
+                .map_or(SECRET, |(k, _)| &**k);
         }
         &self.rules[span.priority - 1].kind
     }
 
     /// Everything to be replaced in `text`, overlaps merged, in order.
     pub fn find(&self, text: &str) -> Vec<Finding<'_>> {
-        let mut spans = self.spans(text);
+        self.find_with(text, How::default())
+    }
+
+    fn find_with(&self, text: &str, how: How) -> Vec<Finding<'_>> {
+        let mut spans = self.spans(text, how);
         if spans.is_empty() {
             return Vec::new();
         }
@@ -536,21 +650,86 @@ impl Redactor {
     /// when nothing was found. Adds the replacements to `counts`.
     pub fn redact<'t>(&self, text: &'t str, counts: &mut Counts) -> Cow<'t, str> {
         let found = self.find(text);
-        if found.is_empty() {
-            return Cow::Borrowed(text);
+        replace(text, &found, counts, |f| marker(f.kind))
+    }
+
+    /// Text a reviewer sees (a call's target, a preview), as the audit log
+    /// stores it: each finding replaced by a marker with a keyed
+    /// fingerprint of the hidden value ([`fingerprinted`](Self::fingerprinted)),
+    /// card numbers judged by `context`.
+    pub fn redact_shown<'t>(&self, text: &'t str, context: Context, counts: &mut Counts) -> Cow<'t, str> {
+        let found = self.find_with(text, How { any_case: false, context: Some(context) });
+        replace(text, &found, counts, |f| self.fingerprinted(f.kind, &text[f.range.clone()]))
+    }
+
+    /// An HTTP header name: like [`redact`](Self::redact), with the literal
+    /// values matched without regard to ASCII case (names arrive
+    /// lowercased).
+    pub fn redact_name<'t>(&self, text: &'t str, counts: &mut Counts) -> Cow<'t, str> {
+        let found = self.find_with(text, How { any_case: true, context: None });
+        replace(text, &found, counts, |f| marker(f.kind))
+    }
+
+    /// The marker a reviewer sees for `value` of type `kind`:
+    /// `[redacted:KIND#FP]`, and `[redacted:card-number:…LAST4#FP]` for a
+    /// card number, where FP is the first 4 bytes (8 hex digits) of
+    /// HMAC-SHA256 of the value under this redactor's key.
+    pub fn fingerprinted(&self, kind: &str, value: &str) -> String {
+        let key = self.fingerprint_key.get_or_init(|| {
+            let mut key = [0u8; 32];
+            // Without a random source the fingerprints would be guessable;
+            // there is no safe fallback.
+            getrandom::fill(&mut key).unwrap_or_else(|e| panic!("no random source for the fingerprint key: {e}"));
+            key
+        });
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+            .unwrap_or_else(|e| panic!("HMAC takes a key of any length: {e}"));
+        mac.update(value.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        let fp: String = tag[..4].iter().map(|b| format!("{b:02x}")).collect();
+        if kind == CARD {
+            let digits: Vec<u8> = value.bytes().filter(u8::is_ascii_digit).collect();
+            let last = String::from_utf8_lossy(&digits[digits.len().saturating_sub(4)..]).into_owned();
+            format!("[redacted:{kind}:…{last}#{fp}]")
+        } else {
+            format!("[redacted:{kind}#{fp}]")
         }
-        let mut out = String::with_capacity(text.len());
+    }
+
+    /// The first `keep` bytes of a stream that goes on (a command's output
+    /// cut at its cap), redacted: `data` is searched whole, then only what
+    /// comes before the cut is returned, and the cut moves back to the
+    /// start of any finding that crosses it, so no part of a finding is
+    /// returned. `data` should hold [`window`](Self::window) bytes past
+    /// `keep` wherever the stream had them. Non-UTF-8 bytes are kept as
+    /// they are, like [`redact_bytes`](Self::redact_bytes).
+    pub fn redact_cut(&self, data: &[u8], keep: usize, counts: &mut Counts) -> Vec<u8> {
+        let keep = keep.min(data.len());
+        let mut found: Vec<(Range<usize>, &str)> = Vec::new();
+        for chunk in data.utf8_chunks() {
+            let valid = chunk.valid();
+            let start = valid.as_ptr() as usize - data.as_ptr() as usize;
+            if start >= keep {
+                break;
+            }
+            found.extend(self.find(valid).into_iter().map(|f| (start + f.range.start..start + f.range.end, f.kind)));
+        }
+        let mut cut = keep;
+        for (range, _) in &found {
+            if range.start < cut && range.end > cut {
+                cut = range.start;
+            }
+        }
+        let mut out = Vec::with_capacity(cut);
         let mut at = 0;
-        for f in &found {
-            out.push_str(&text[at..f.range.start]);
-            out.push_str("[redacted:");
-            out.push_str(f.kind);
-            out.push(']');
-            at = f.range.end;
-            counts.add(f.kind, 1);
+        for (range, kind) in found.iter().take_while(|(r, _)| r.end <= cut) {
+            out.extend_from_slice(&data[at..range.start]);
+            out.extend_from_slice(marker(kind).as_bytes());
+            counts.add(kind, 1);
+            at = range.end;
         }
-        out.push_str(&text[at..]);
-        Cow::Owned(out)
+        out.extend_from_slice(&data[at..cut]);
+        out
     }
 
     /// Each item redacted (a command line's arguments).
@@ -603,6 +782,29 @@ impl Redactor {
             Cow::Owned(o) => o,
         }
     }
+}
+
+/// `text` with each finding replaced by what `marker` makes of it;
+/// borrowed when nothing was found.
+fn replace<'t>(
+    text: &'t str,
+    found: &[Finding<'_>],
+    counts: &mut Counts,
+    marker: impl Fn(&Finding<'_>) -> String,
+) -> Cow<'t, str> {
+    if found.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for f in found {
+        out.push_str(&text[at..f.range.start]);
+        out.push_str(&marker(f));
+        at = f.range.end;
+        counts.add(f.kind, 1);
+    }
+    out.push_str(&text[at..]);
+    Cow::Owned(out)
 }
 
 /// Widens a byte range to character boundaries.

@@ -257,3 +257,86 @@ fn each_argument_is_redacted_on_its_own() {
     assert_eq!(r().redact_each(&args, &mut c), ["--card", "[redacted:card-number]", "plain"]);
     assert_eq!(c.get("card-number"), 1);
 }
+
+fn with_secret(secret: &str) -> Redactor {
+    let mut r = Redactor::builtin();
+    r.add_secret(secret).unwrap();
+    r.set_fingerprint_key([7; 32]);
+    r
+}
+
+/// Issue 21 item 3: whatever is put before a secret, cutting after the
+/// redaction never returns any part of it.
+#[test]
+fn a_cut_never_returns_part_of_a_finding() {
+    let secret = "Zq9secretValue-42";
+    let r = with_secret(secret);
+    let lits = r.literals_only();
+    for red in [&r, &lits] {
+        for k in 0..=secret.len() + 1 {
+            let data = format!("{}{secret} and more", "x".repeat(100 - k));
+            let mut c = Counts::new();
+            let out = String::from_utf8(red.redact_cut(data.as_bytes(), 100, &mut c)).unwrap();
+            assert!(out.len() <= 100, "{k}: {out}");
+            let plain = out.replace("[redacted:secret]", "");
+            assert!(plain.bytes().all(|b| b == b'x' || b == b' '), "{k}: {out:?}");
+            // Wholly before the cut: redacted and counted.
+            if k == 0 {
+                assert_eq!(out, "x".repeat(100));
+            }
+        }
+        let mut c = Counts::new();
+        let data = format!("ab {secret} cd");
+        assert_eq!(red.redact_cut(data.as_bytes(), data.len(), &mut c), b"ab [redacted:secret] cd");
+        assert_eq!(c.get("secret"), 1);
+    }
+    assert_eq!(r.window(), DETECTOR_WINDOW);
+    assert_eq!(lits.window(), secret.len());
+    assert_eq!(Redactor::default().window(), 0);
+}
+
+/// Issue 21 item 6: header names arrive lowercased.
+#[test]
+fn header_names_match_secret_values_in_any_case() {
+    let r = with_secret("AbCdEfSecret123");
+    let mut c = Counts::new();
+    assert_eq!(r.redact_name("x-echo-abcdefsecret123", &mut c), "x-echo-[redacted:secret]");
+    assert_eq!(c.get("secret"), 1);
+    // Values keep exact matching.
+    assert_eq!(r.redact("abcdefsecret123", &mut c), "abcdefsecret123");
+}
+
+/// Issue 21 item 7: reviewer-side markers tell values apart, keep equal
+/// ones equal, and a bare digit run in a path is an id.
+#[test]
+fn shown_markers_are_fingerprinted_and_paths_are_judged_as_paths() {
+    let r = with_secret("hunter2-Correct-Horse");
+    let mut c = Counts::new();
+    let a = r.redact_shown("DELETE /a/4111-1111-1111-1111", Context::Path, &mut c).into_owned();
+    let b = r.redact_shown("DELETE /a/5500-0000-0000-0004", Context::Path, &mut c).into_owned();
+    let a2 = r.redact_shown("DELETE /a/4111-1111-1111-1111", Context::Path, &mut c).into_owned();
+    assert!(a.starts_with("DELETE /a/[redacted:card-number:…1111#") && a.ends_with(']'), "{a}");
+    assert!(b.starts_with("DELETE /a/[redacted:card-number:…0004#"), "{b}");
+    assert_eq!(a, a2);
+    assert_ne!(a, b);
+    assert_eq!(c.get("card-number"), 3);
+    // A bare Luhn-valid run: an id in a path, and after a `/` in text.
+    let id = "accounts/4111111111111111/x";
+    assert_eq!(r.redact_shown(id, Context::Path, &mut c), id);
+    assert_eq!(
+        r.redact_shown("echo /accounts/4111111111111111", Context::Text, &mut c),
+        "echo /accounts/4111111111111111"
+    );
+    let t = r.redact_shown("echo 4111111111111111", Context::Text, &mut c).into_owned();
+    assert!(t.starts_with("echo [redacted:card-number:…1111#"), "{t}");
+    // The general redactor is unchanged.
+    assert_eq!(r.redact(id, &mut c), "accounts/[redacted:card-number]/x");
+    // Secrets are fingerprinted too, and the key decides the fingerprint.
+    let s = r.redact_shown("p/hunter2-Correct-Horse", Context::Path, &mut c).into_owned();
+    assert!(s.starts_with("p/[redacted:secret#") && s.len() == "p/[redacted:secret#12345678]".len(), "{s}");
+    let mut other = with_secret("hunter2-Correct-Horse");
+    other.set_fingerprint_key([8; 32]);
+    assert_ne!(other.redact_shown("p/hunter2-Correct-Horse", Context::Path, &mut c), s);
+    // Idempotent: a shown marker is not redacted again.
+    assert_eq!(r.redact_shown(&a, Context::Text, &mut c), a);
+}

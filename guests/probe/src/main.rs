@@ -6,12 +6,18 @@
 //! OP: read P | cat P | list P | stat P | write P DATA | append P DATA
 //!     | mkdir P | remove P | rename A B | write-big P BYTES | read-big P
 //!     | http URL | intent TEXT | id
-//!     | run [--cwd DIR] [--env NAME=VALUE]... [--stdin TEXT] [--timeout MS]
+//!     | run [--cwd DIR] [--env NAME=VALUE]... [--env-fill NAME=N]
+//!         [--stdin TEXT] [--timeout MS]
 //!         PROG ARGS...           (ok `exit N|none stdout S stderr E
 //!                              truncated T`, S and E cut at 500 bytes)
+//!     | run-tail N [run options] PROG ARGS...
+//!                              (ok `exit N|none truncated T tail S`: the
+//!                              last N bytes of stdout, Rust-escaped)
 //!     | http-req METHOD URL [NAME:VALUE...] [--body TEXT] [--timeout MS]
-//!                              (ok `status N bytes M` and `location URL`
-//!                              when the answer has one)
+//!         [--show]             (ok `status N bytes M` and `location URL`
+//!                              when the answer has one; with --show also
+//!                              `headers [...]` and `tail S`, the last 200
+//!                              bytes of the body)
 //!     | read-check P MARKER      (ok `LEAK` when the content holds MARKER)
 //!     | sleep MS
 //!     | repeat N OP ARGS...      (prints a count per outcome)
@@ -85,7 +91,14 @@ fn op(words: &[String]) -> Result<String, Error> {
         })
         .map(|r| format!("status {}", r.status)),
         ["http-req", method, url, rest @ ..] => http_req(method, url, rest),
-        ["run", rest @ ..] => run(rest),
+        ["run", rest @ ..] => run(rest).map(|o| {
+            let exit = o.exit_code.map_or("none".to_owned(), |c| c.to_string());
+            format!("exit {exit} stdout {} stderr {} truncated {}", cut(&o.stdout), cut(&o.stderr), o.truncated)
+        }),
+        ["run-tail", n, rest @ ..] => run(rest).map(|o| {
+            let exit = o.exit_code.map_or("none".to_owned(), |c| c.to_string());
+            format!("exit {exit} truncated {} tail {}", o.truncated, tail(&o.stdout, n.parse().unwrap_or(80)))
+        }),
         ["intent", text] => {
             task::set_intent(text);
             Ok("set".into())
@@ -102,8 +115,10 @@ fn http_req(method: &str, url: &str, rest: &[&str]) -> Result<String, Error> {
     let mut req =
         http::Request { method: method.to_owned(), url: url.to_owned(), headers: vec![], body: None, timeout_ms: None };
     let mut words = rest.iter();
+    let mut show = false;
     while let Some(w) = words.next() {
         match *w {
+            "--show" => show = true,
             "--body" => req.body = Some(words.next().unwrap_or(&"").as_bytes().to_vec()),
             "--timeout" => req.timeout_ms = words.next().and_then(|ms| ms.parse().ok()),
             h => {
@@ -119,14 +134,23 @@ fn http_req(method: &str, url: &str, rest: &[&str]) -> Result<String, Error> {
                 detail.push_str(&format!(" location {value}"));
             }
         }
+        if show {
+            detail.push_str(&format!(" headers {:?} tail {}", r.headers, tail(&r.body, 200)));
+        }
         detail
     })
+}
+
+/// The last `n` bytes of `bytes`, Rust-escaped.
+fn tail(bytes: &[u8], n: usize) -> String {
+    let s = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(n)..]);
+    format!("{s:?}")
 }
 
 /// `run [--cwd DIR] [--env NAME=VALUE]... [--stdin TEXT] [--timeout MS]
 /// PROG ARGS...`: one `process.run` with exactly these parts. Options are
 /// read only before PROG; everything after it is an argument.
-fn run(words: &[&str]) -> Result<String, Error> {
+fn run(words: &[&str]) -> Result<process::Output, Error> {
     let mut cmd = process::Command {
         program: String::new(),
         args: vec![],
@@ -144,6 +168,12 @@ fn run(words: &[&str]) -> Result<String, Error> {
                 let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
                 cmd.env.push((name.to_owned(), value.to_owned()));
             }
+            "--env-fill" => {
+                // NAME=N: N bytes of `x`, without putting them on the label.
+                let pair = words.next().unwrap_or(&"");
+                let (name, n) = pair.split_once('=').unwrap_or((pair, "0"));
+                cmd.env.push((name.to_owned(), "x".repeat(n.parse().unwrap_or(0))));
+            }
             "--stdin" => cmd.stdin = Some(words.next().unwrap_or(&"").as_bytes().to_vec()),
             "--timeout" => cmd.timeout_ms = words.next().and_then(|ms| ms.parse().ok()),
             prog => {
@@ -153,10 +183,7 @@ fn run(words: &[&str]) -> Result<String, Error> {
         }
     }
     cmd.args = words.map(|a| a.to_string()).collect();
-    process::run(&cmd).map(|o| {
-        let exit = o.exit_code.map_or("none".to_owned(), |c| c.to_string());
-        format!("exit {exit} stdout {} stderr {} truncated {}", cut(&o.stdout), cut(&o.stderr), o.truncated)
-    })
+    process::run(&cmd)
 }
 
 /// Up to 500 bytes of process output, Rust-escaped.

@@ -84,9 +84,11 @@ impl Corridor {
         let ask = !changes.asked.is_empty();
         let rule = if ask { changes.asked.join(", ") } else { changes.allowed.join(", ") };
         let effect = effect_hash("fs.changes", &[&changes.summary, &changes.diff_sha256]);
+        // The summary names the changed paths: shown like any target.
+        let summary = redactor.redact_shown(&changes.summary, sandbox_redact::Context::Text, &mut fields);
         let rec = Record {
             capability: "fs.changes",
-            target: &changes.summary,
+            target: &summary,
             dest: None,
             intent,
             resolved: None,
@@ -105,14 +107,14 @@ impl Corridor {
             // The reviewer sees the diff redacted; its hash is of the real
             // diff.
             let mut shown = fields.clone();
-            let preview = redactor.redact(&changes.diff, &mut shown);
+            let preview = redactor.redact_shown(&changes.diff, sandbox_redact::Context::Text, &mut shown);
             let answer = self.approver.lock().unwrap_or_else(PoisonError::into_inner).ask(&ApprovalRequest {
                 task: &self.task.id,
                 user: &self.task.user,
                 agent: &self.task.agent,
                 intent,
                 capability: "fs.changes",
-                target: &changes.summary,
+                target: &summary,
                 dest: None,
                 rule: &rule,
                 size: Some(changes.diff.len() as u64),
