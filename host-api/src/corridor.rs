@@ -51,7 +51,7 @@ use sandbox_redact::{Context, Counts, Redactor};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Refused calls tolerated after `limits.calls` is used up before the run
 /// is stopped: a tool may notice and finish, but not loop forever.
@@ -63,7 +63,13 @@ const MAX_PENDING: usize = 512;
 /// The capabilities staged under `[approval] writes = "end-of-task"`.
 const STAGED: [&str; 5] = ["fs.write", "fs.append", "fs.create-dir", "fs.remove", "fs.rename"];
 
+mod clock;
+mod flights;
 mod settle;
+pub use clock::{RunClock, Waiting};
+pub(crate) use flights::Flight;
+pub use flights::SETTLE;
+use flights::{Called, Flights};
 pub use settle::Settled;
 
 /// The audit log, shared by the corridor and the guest's output streams.
@@ -93,64 +99,6 @@ pub enum Stop {
 
 /// Shared between the corridor, the output streams and the runtime.
 pub type StopCell = Arc<OnceLock<Stop>>;
-
-/// The run's wall clock for `limits.time`: time since the start, minus time
-/// spent waiting for approvals (including a wait in progress). Shared by the
-/// corridor, the engine's epoch callback and the runtime's watchdog.
-#[derive(Debug)]
-pub struct RunClock {
-    started: Instant,
-    limit: Duration,
-    paused_us: AtomicU64,
-    /// Microseconds since `started` when the current wait began; 0: none.
-    waiting_since_us: AtomicU64,
-}
-
-impl RunClock {
-    /// A clock starting now with a budget of `limit`.
-    pub fn new(limit: Duration) -> Arc<RunClock> {
-        Arc::new(RunClock {
-            started: Instant::now(),
-            limit,
-            paused_us: AtomicU64::new(0),
-            waiting_since_us: AtomicU64::new(0),
-        })
-    }
-
-    /// The budget.
-    pub fn limit(&self) -> Duration {
-        self.limit
-    }
-
-    /// Time used against the budget.
-    pub fn used(&self) -> Duration {
-        let now = self.started.elapsed();
-        let mut paused = Duration::from_micros(self.paused_us.load(Ordering::Acquire));
-        let since = self.waiting_since_us.load(Ordering::Acquire);
-        if since != 0 {
-            paused += now.saturating_sub(Duration::from_micros(since));
-        }
-        now.saturating_sub(paused)
-    }
-
-    /// Time spent waiting for approvals so far (finished waits).
-    pub fn paused(&self) -> Duration {
-        Duration::from_micros(self.paused_us.load(Ordering::Acquire))
-    }
-
-    fn begin_wait(&self) {
-        let at = self.started.elapsed().as_micros().max(1) as u64;
-        self.waiting_since_us.store(at, Ordering::Release);
-    }
-
-    fn end_wait(&self) {
-        let since = self.waiting_since_us.swap(0, Ordering::AcqRel);
-        if since != 0 {
-            let waited = (self.started.elapsed().as_micros() as u64).saturating_sub(since);
-            self.paused_us.fetch_add(waited, Ordering::AcqRel);
-        }
-    }
-}
 
 /// Who and what a run is, as recorded on every event.
 #[derive(Debug, Clone)]
@@ -206,6 +154,8 @@ pub(crate) struct Ctx<'a> {
     pub redactor: &'a Redactor,
     /// The secret values alone, when there are any.
     pub literals: Option<&'a Redactor>,
+    /// The run's `wasi:http` requests in flight: says when the task ends.
+    pub flights: &'a Flights,
 }
 
 impl Ctx<'_> {
@@ -302,6 +252,11 @@ pub struct Corridor {
     /// The secret values of `policy.redact.redactor` alone (built once),
     /// for data returned to the tool when `[redact] outputs` is off.
     literals: Option<Arc<Redactor>>,
+    /// The run's `wasi:http` requests in flight.
+    flights: Arc<Flights>,
+    /// The flight this clone of the corridor carries (a `wasi:http`
+    /// request); `None`: a call the tool is blocked in.
+    flight: Option<u64>,
 }
 
 impl std::fmt::Debug for Corridor {
@@ -337,6 +292,8 @@ impl HostCtx {
             launcher: parts.launcher.map(Arc::new),
             staging: None,
             literals,
+            flights: Arc::default(),
+            flight: None,
         };
         HostCtx { corridor, intent }.with_staging()
     }
@@ -360,6 +317,19 @@ impl HostCtx {
     /// `limits.time`.
     pub fn settle_staged(&self) -> Settled {
         self.corridor.settle(self.intent.as_deref())
+    }
+
+    /// At the end of the task, before `task-end`: stops the `wasi:http`
+    /// requests still in flight and waits until each has recorded its last
+    /// event (see [`Corridor::end_requests`]).
+    pub fn end_requests(&self) {
+        self.corridor.end_requests();
+    }
+
+    /// A handle that can end the requests from another thread (the
+    /// runtime's watchdog, while the tool is blocked).
+    pub fn requests_ender(&self) -> Corridor {
+        self.corridor.clone()
     }
 
     /// Host calls counted so far.
@@ -570,6 +540,7 @@ impl Corridor {
             staging: self.staging.as_deref(),
             redactor,
             literals: self.literals.as_deref(),
+            flights: &self.flights,
         };
         // Staged: recorded and kept for the end of the task, not approved
         // or applied now.
@@ -605,7 +576,7 @@ impl Corridor {
                 let mut ev = self.event(Kind::Call, &rec);
                 ev.decision = Some(r.decision);
                 ev.rule = Some(&r.rule);
-                lock_audit(&self.audit).record(&ev);
+                self.log(&ev);
                 self.record_result::<T>(redactor, &rec, Err(&r.error), bytes_in, None, start);
                 self.recorded()?;
                 if calls > cx.policy.limits.calls + CALLS_GRACE {
@@ -633,7 +604,10 @@ impl Corridor {
         ev.rule = Some(&plan.rule);
         ev.size = plan.size;
         ev.content_sha256 = plan.content_sha256.as_deref();
-        lock_audit(&self.audit).record(&ev);
+        self.log(&ev);
+        if let Some(id) = self.flight {
+            self.flights.called(id, Called::new(capability, &rec, bytes_in, start));
+        }
         let prepared = match plan.ready {
             Ok(p) => p,
             Err(e) => {
@@ -649,7 +623,18 @@ impl Corridor {
             // effect hash was made by `prepare` over the real bytes.
             let mut seen = shown.counts.clone();
             let preview = plan.preview.as_deref().map(|p| redactor.redact_shown(p, Context::Text, &mut seen));
-            self.clock.begin_wait();
+            // A request carried by a task (wasi:http) asks only while its
+            // task is not ending.
+            if let Some(id) = self.flight
+                && !self.flights.asking(id)
+            {
+                let error = Error::Failed(flights::NOT_ASKED.into());
+                self.record_result::<T>(redactor, &rec, Err(&error), bytes_in, None, start);
+                self.recorded()?;
+                return Ok(Err(error));
+            }
+            // The wait is the tool's own only while it is blocked on it.
+            let waiting = self.clock.wait(self.flight.is_some());
             let answer = self.approver.lock().unwrap_or_else(PoisonError::into_inner).ask(&ApprovalRequest {
                 task: &self.task.id,
                 user: &self.task.user,
@@ -666,7 +651,13 @@ impl Corridor {
                 preview: preview.as_deref(),
                 timeout: cx.policy.approval_timeout,
             });
-            self.clock.end_wait();
+            drop(waiting);
+            if let Some(id) = self.flight
+                && !self.flights.answered(id)
+            {
+                // Withdrawn at the end of the task: its result is on record.
+                return Ok(Err(Error::Failed(flights::WITHDRAWN.into())));
+            }
             let reason = redactor.redact(&answer.reason, &mut seen);
             let mut ev = self.event(Kind::Approval, &Record { redactions: &seen, ..rec });
             ev.rule = Some(&plan.rule);
@@ -680,7 +671,7 @@ impl Corridor {
                 at: humantime::format_rfc3339_micros(answer.at).to_string(),
                 request: answer.request.clone(),
             });
-            lock_audit(&self.audit).record(&ev);
+            self.log(&ev);
             if !answer.approved {
                 let error = Error::NotApproved(answer.reason.clone());
                 self.record_result::<T>(redactor, &rec, Err(&error), bytes_in, None, start);
@@ -737,7 +728,7 @@ impl Corridor {
             ev.reason = Some("killed at the timeout");
         }
         ev.duration_us = Some(start.elapsed().as_micros() as u64);
-        lock_audit(&self.audit).record(&ev);
+        self.log(&ev);
     }
 }
 

@@ -180,7 +180,7 @@ fn act(cx: Ctx<'_>, ex: Exchange, asked: Option<Duration>) -> Result<Done<Reply>
     if timeout.is_zero() {
         return Err(Error::LimitExceeded("the run has no time left for a request".into()));
     }
-    match cx.net.exchange_ambient(&ex, timeout, cx.policy.limits.output) {
+    match cx.net.exchange_ambient(&ex, timeout, cx.policy.limits.output, cx.flights.ended()) {
         Ok(mut reply) => {
             let mut counts = Counts::new();
             let redact = cx.redacts_output();
@@ -213,6 +213,12 @@ fn act(cx: Ctx<'_>, ex: Exchange, asked: Option<Duration>) -> Result<Done<Reply>
             "holding the response would take the bodies the host holds for this run past {n} bytes (the larger of limits.memory and limits.output)"
         ))),
         Err(NetError::Failed(why)) => Err(Error::Failed(why)),
+        Err(NetError::Aborted { started: false }) => {
+            Err(Error::Failed("aborted: the task ended before the request was sent; nothing was sent".into()))
+        }
+        Err(NetError::Aborted { started: true }) => Err(Error::Failed(
+            "aborted: the task ended before the response arrived; the request may have reached the server".into(),
+        )),
     }
 }
 
@@ -228,6 +234,43 @@ impl Corridor {
             out.body.len() as u64,
             |cx| prepare(cx, &out, &shown),
             |cx, ex| act(cx, ex, timeout),
+        )
+    }
+
+    /// Records a `wasi:http` request that never reached [`send_http`]
+    /// (Self::send_http): its body was never finished, could not be read or
+    /// was too large, the tool dropped it, or the task ended first. The
+    /// `call` event carries the policy's decision on its method and URL;
+    /// the `result` says why nothing was sent. No approval is asked.
+    pub(crate) fn unsent_http(
+        &self,
+        intent: Option<&str>,
+        method: &str,
+        url: &str,
+        why: Error,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let out = Outgoing {
+            method: method.to_owned(),
+            url: url.to_owned(),
+            headers: Vec::new(),
+            body: bytes::Bytes::new(),
+            timeout: None,
+        };
+        let shown = format!("{} {}", out.method, redacted_url(&out.url));
+        self.mediate(
+            intent,
+            "http.send",
+            (&shown, None),
+            0,
+            |cx| {
+                let mut plan = prepare(cx, &out, &shown)?;
+                // No body was taken: none to describe.
+                plan.size = None;
+                plan.content_sha256 = None;
+                plan.ready = Err(why);
+                Ok(plan)
+            },
+            |_, _| Err::<Done<()>, _>(Error::Failed("not sent".into())),
         )
     }
 }

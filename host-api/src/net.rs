@@ -91,6 +91,12 @@ pub enum NetError {
     OverBudget(u64),
     /// Connecting, TLS or HTTP failed; the reason is safe to show.
     Failed(String),
+    /// The task ended first. `started`: the exchange had begun (the request
+    /// may have reached the server); otherwise nothing was sent.
+    Aborted {
+        /// Whether anything may have left the host.
+        started: bool,
+    },
 }
 
 impl Net {
@@ -164,11 +170,26 @@ impl Net {
 
     /// Sends one request to the checked addresses and reads the whole
     /// response, within `timeout`, refusing bodies over `max_body` bytes.
-    pub fn exchange_ambient(&self, ex: &Exchange, timeout: Duration, max_body: u64) -> Result<Reply, NetError> {
+    /// Once `ended` turns true (the task is ending) the exchange is dropped
+    /// (its connection closed), or never begun if it already was.
+    pub fn exchange_ambient(
+        &self,
+        ex: &Exchange,
+        timeout: Duration,
+        max_body: u64,
+        mut ended: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Reply, NetError> {
+        if *ended.borrow_and_update() {
+            return Err(NetError::Aborted { started: false });
+        }
         wasmtime_wasi::runtime::in_tokio(async {
-            match tokio::time::timeout(timeout, self.exchange(ex, max_body)).await {
-                Ok(result) => result,
-                Err(_) => Err(NetError::Timeout(timeout)),
+            tokio::select! {
+                biased;
+                Ok(_) = ended.wait_for(|e| *e) => Err(NetError::Aborted { started: true }),
+                result = tokio::time::timeout(timeout, self.exchange(ex, max_body)) => match result {
+                    Ok(result) => result,
+                    Err(_) => Err(NetError::Timeout(timeout)),
+                },
             }
         })
     }

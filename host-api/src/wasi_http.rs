@@ -13,10 +13,16 @@
 //! wasmtime-wasi-http, at most [`BODY_CHUNKS`] + 1 writes of at most
 //! [`BODY_CHUNK`] bytes each; the number of such bodies is bounded by the
 //! capacity of the run's resource table.
+//!
+//! Each request is a [`Flight`] from the hook to its last event (see
+//! `corridor/flights.rs`): one that is never sent (a body never finished,
+//! unreadable or too large, a header that is not text, the task ending
+//! first) still gets its `call` and `result`, and the end of the task stops
+//! every request still in flight before `task-end`.
 
 use crate::bindings::sandbox::host::types::Error as HostError;
 use crate::budget::{Charge, HostMemory};
-use crate::corridor::HostCtx;
+use crate::corridor::{Flight, HostCtx};
 use crate::http::Outgoing;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -42,6 +48,13 @@ fn to_error_code(e: &HostError) -> Error {
         HostError::LimitExceeded(m) => Error::InternalError(Some(format!("limit-exceeded: {m}"))),
         HostError::Failed(m) => Error::InternalError(Some(format!("failed: {m}"))),
     }
+}
+
+/// Records a request that is not sent (on a blocking thread: its `call`
+/// walks the policy) and returns the error the tool gets.
+async fn unsent(flight: Flight, why: HostError, error: Error) -> Error {
+    let _ = tokio::task::spawn_blocking(move || flight.unsent(why)).await;
+    error
 }
 
 /// The request body, whole: at most `max` bytes, every one charged to
@@ -104,18 +117,54 @@ impl WasiHttpHooks for HostCtx {
         options: Option<RequestOptions>,
         _response_errors: IoFuture,
     ) -> ResponseFuture {
-        let corridor = self.corridor.clone();
-        let intent = self.intent.clone();
+        let (parts, body) = request.into_parts();
+        // Taken now, while the tool waits in `handle`: from here on the
+        // request ends with its events, sent or not.
+        let flight = self.corridor.take_off(self.intent.clone(), parts.method.as_str(), &parts.uri.to_string());
+        let memory = self.corridor.memory().clone();
         Box::new(async move {
-            let (parts, body) = request.into_parts();
-            let memory = corridor.memory().clone();
-            let (body, _held) = collect(body, corridor.output_limit(), &memory).await?;
+            let Some(flight) = flight else {
+                // The task is ending: nothing new leaves the host.
+                return Err(Error::InternalError(Some("the task has ended; the request was not sent".into())));
+            };
+            let mut ended = flight.ended();
+            let max = flight.body_limit();
+            let collected = tokio::select! {
+                biased;
+                Ok(_) = ended.wait_for(|e| *e) => None,
+                body = collect(body, max, &memory) => Some(body),
+            };
+            // The charge lives as long as the body: until the request is done.
+            let (body, _held) = match collected {
+                Some(Ok(body)) => body,
+                Some(Err(e)) => {
+                    let why = match &e {
+                        Error::HttpRequestBodySize(_) => HostError::LimitExceeded(format!(
+                            "the request body is larger than {max} bytes (limits.output); nothing was sent"
+                        )),
+                        Error::InternalError(Some(m)) if m.starts_with("limit-exceeded") => {
+                            HostError::LimitExceeded(format!("{m}; nothing was sent"))
+                        }
+                        e => HostError::Failed(format!("the request body could not be read ({e:?}); nothing was sent")),
+                    };
+                    return Err(unsent(flight, why, e).await);
+                }
+                None => {
+                    let why = HostError::Failed(
+                        "aborted: the task ended before the request body was finished; nothing was sent".into(),
+                    );
+                    let e = Error::InternalError(Some("the task has ended; the request was not sent".into()));
+                    return Err(unsent(flight, why, e).await);
+                }
+            };
             let mut headers = Vec::with_capacity(parts.headers.len());
             for (name, value) in &parts.headers {
-                let value = value.to_str().map_err(|_| Error::HttpRequestHeaderSize {
-                    field_name: Some(name.as_str().to_owned()),
-                    field_size: None,
-                })?;
+                let Ok(value) = value.to_str() else {
+                    let why = HostError::Invalid(format!("header `{name}` is not text; nothing was sent"));
+                    let e =
+                        Error::HttpRequestHeaderSize { field_name: Some(name.as_str().to_owned()), field_size: None };
+                    return Err(unsent(flight, why, e).await);
+                };
                 headers.push((name.as_str().to_owned(), value.to_owned()));
             }
             let timeout = options.and_then(|o| {
@@ -128,7 +177,7 @@ impl WasiHttpHooks for HostCtx {
                 body,
                 timeout: timeout.map(|t: Duration| t.max(Duration::from_millis(1))),
             };
-            let outcome = tokio::task::spawn_blocking(move || corridor.send_http(intent.as_deref(), out))
+            let outcome = tokio::task::spawn_blocking(move || flight.send(out))
                 .await
                 .map_err(|e| Error::InternalError(Some(format!("the request task failed: {e}"))))?;
             let reply = match outcome {

@@ -25,9 +25,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use wasmtime::component::{Component, Linker, ResourceTable, ResourceTableError};
+use wasmtime::component::{Component, HasData, Linker, Resource, ResourceTable, ResourceTableError};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi::p2::bindings::sync::io::poll as wasi_poll;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -118,6 +119,44 @@ impl WasiView for RunState {
 impl WasiHttpView for RunState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView { hooks: &mut self.host, table: &mut self.table, ctx: &mut self.http }
+    }
+}
+
+/// `wasi:io/poll` as wasmtime-wasi implements it, telling the run's clock
+/// while the tool is blocked in `poll` or `pollable.block`: the only time a
+/// wait for a human on a `wasi:http` request (carried by a background
+/// task) is taken off `limits.time`. A tool that computes meanwhile is
+/// charged for it.
+struct Polling;
+
+impl HasData for Polling {
+    type Data<'a> = PollView<'a>;
+}
+
+struct PollView<'a> {
+    table: &'a mut ResourceTable,
+    clock: &'a Arc<RunClock>,
+}
+
+impl wasi_poll::Host for PollView<'_> {
+    fn poll(&mut self, pollables: Vec<Resource<wasi_poll::Pollable>>) -> wasmtime::Result<Vec<u32>> {
+        let _blocked = self.clock.blocked();
+        wasi_poll::Host::poll(self.table, pollables)
+    }
+}
+
+impl wasi_poll::HostPollable for PollView<'_> {
+    fn ready(&mut self, pollable: Resource<wasi_poll::Pollable>) -> wasmtime::Result<bool> {
+        wasi_poll::HostPollable::ready(self.table, pollable)
+    }
+
+    fn block(&mut self, pollable: Resource<wasi_poll::Pollable>) -> wasmtime::Result<()> {
+        let _blocked = self.clock.blocked();
+        wasi_poll::HostPollable::block(self.table, pollable)
+    }
+
+    fn drop(&mut self, pollable: Resource<wasi_poll::Pollable>) -> wasmtime::Result<()> {
+        wasi_poll::HostPollable::drop(self.table, pollable)
     }
 }
 
@@ -583,6 +622,7 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
     // Staged changes are held in memory up to `limits.memory` (see staging).
     let staged = if policy.approval_writes == sandbox_policy::Writes::EndOfTask { policy.limits.memory } else { 0 };
     let grown = Arc::new(Growth::new(policy.limits.memory + host_memory.limit() + staged + HOST_HEADROOM));
+    let requests = host.requests_ender();
     let state = RunState {
         wasi: wasi.build(),
         http: WasiHttpCtx::new(),
@@ -644,6 +684,8 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
                 } else {
                     continue;
                 };
+                // The tool's wasi:http requests end before task-end does.
+                requests.end_requests();
                 // The intent lives in the blocked store; the calls are shared.
                 let counted = Some(calls.load(Ordering::Relaxed));
                 let code = match finish(&ended, &audit, &task, &policy, &ending, counted, None) {
@@ -665,6 +707,9 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
     let state = store.data();
     let ending = classify(result, state, &stop, started);
     let _ = std::io::Write::flush(&mut std::io::stdout());
+    // The tool's wasi:http requests still in flight are stopped and on
+    // record before anything else ends the task: task-end is its last event.
+    state.host.end_requests();
     let ending = settle_staged(state, &stop, ending);
     let Some(code) = finish(&ended, &audit, &task, &policy, &ending, Some(state.host.calls()), state.host.intent())
     else {
@@ -855,6 +900,11 @@ fn prepare(
     };
     let mut linker: Linker<RunState> = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    // wasi:io/poll again, the same, except that the run's clock learns when
+    // the tool is blocked in it (see `Polling`).
+    linker.allow_shadowing(true);
+    wasi_poll::add_to_linker::<RunState, Polling>(&mut linker, |s| PollView { table: &mut s.table, clock: &s.clock })?;
+    linker.allow_shadowing(false);
     wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
     sandbox_host_api::add_to_linker(&mut linker, |s: &mut RunState| &mut s.host)?;
     CommandPre::new(linker.instantiate_pre(&component)?)

@@ -48,10 +48,8 @@ impl Corridor {
             return Settled::Nothing;
         }
         // Like an approval wait, the end of the task is not the tool's time.
-        self.clock.begin_wait();
-        let settled = self.settle_staged(&staging, intent);
-        self.clock.end_wait();
-        settled
+        let _waiting = self.clock.wait(false);
+        self.settle_staged(&staging, intent)
     }
 
     fn settle_staged(&self, staging: &Staging, intent: Option<&str>) -> Settled {
