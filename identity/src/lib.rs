@@ -223,13 +223,13 @@ impl Verifier {
         // a token whose signer saw `"role":"nurse"` must not reach a grant
         // that sees `"role":"clinician"`. Refused anywhere, nested too.
         let mut parts = token.split('.');
-        for what in ["header", "claims"] {
+        for (what, are) in [("header", "is"), ("claims", "are")] {
             let part = parts.next().unwrap_or_default();
             let Ok(json) = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, part) else {
-                return Err(refused(format!("its {what} is not base64url")));
+                return Err(refused(format!("its {what} {are} not base64url")));
             };
             if let Err(m) = no_duplicate_members(&json) {
-                return Err(refused(format!("its {what} is not acceptable JSON: {m}")));
+                return Err(refused(format!("its {what} {are} not acceptable JSON: {m}")));
             }
         }
         let header = decode_header(token).map_err(|e| refused(format!("its header is unreadable ({e})")))?;
