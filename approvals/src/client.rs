@@ -120,9 +120,11 @@ impl Client {
                     }
                     last_error = None;
                 }
-                Ok(resp) if resp.status().is_server_error() => {
+                // Too many waits of this runner at once: a slot frees
+                // as soon as one of them is answered.
+                Ok(resp) if resp.status().is_server_error() || resp.status() == 429 => {
                     last_error = Some(format!("HTTP {}", resp.status().as_u16()));
-                    std::thread::sleep(Duration::from_millis(500).min(left));
+                    std::thread::sleep(Duration::from_millis(1000).min(left));
                 }
                 Ok(resp) => {
                     let status = resp.status().as_u16();

@@ -106,6 +106,8 @@ pub struct Reviewer {
     pub name: String,
     /// Roles, for `require = { role = ... }`.
     pub roles: Vec<String>,
+    /// The name's canonical forms ([`sandbox_identity::names::forms`]).
+    forms: [String; 2],
     digest: [u8; 32],
 }
 
@@ -121,8 +123,15 @@ impl Reviewer {
         Some(Reviewer {
             name: name.to_owned(),
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            forms: sandbox_identity::names::forms(name),
             digest: parse_hash(token_sha256).ok()?,
         })
+    }
+
+    /// Whether `name` is this reviewer's name in another spelling (case,
+    /// width, look-alike letters), or the name itself.
+    pub fn is(&self, name: &str) -> bool {
+        self.name == name || sandbox_identity::names::same_forms(&self.forms, name)
     }
 
     /// Whether this reviewer holds `role`.
@@ -176,9 +185,10 @@ impl Directory {
         &self.runners
     }
 
-    /// The reviewer named `name`.
+    /// The reviewer named `name`, in any spelling of the name (see
+    /// [`Reviewer::is`]).
     pub fn reviewer(&self, name: &str) -> Option<&Reviewer> {
-        self.reviewers.iter().find(|r| r.name == name)
+        self.reviewers.iter().find(|r| r.name == name).or_else(|| self.reviewers.iter().find(|r| r.is(name)))
     }
 
     /// The reviewer whose token this is. Every stored digest is compared,
@@ -231,6 +241,8 @@ pub(crate) fn bad_name(name: &str) -> Option<&'static str> {
         Some("must be at most 64 characters")
     } else if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
         Some("must not contain spaces or control characters")
+    } else if sandbox_identity::names::check(name).is_err() {
+        Some("must not mix scripts (such as Latin and Cyrillic letters) or contain invisible characters")
     } else {
         None
     }
@@ -283,6 +295,17 @@ pub fn parse(file: &str, text: &str) -> Result<Directory, ConfigError> {
         if reviewers.iter().any(|x| &x.name == name) {
             return Err(err(r.name.span(), "reviewer.name", &format!("duplicate reviewer `{name}`")));
         }
+        let forms = sandbox_identity::names::forms(name);
+        if let Some(x) = reviewers.iter().find(|x| x.is(name)) {
+            return Err(err(
+                r.name.span(),
+                "reviewer.name",
+                &format!(
+                    "reviewer `{name}` is another spelling of reviewer `{}`: names must differ in more than case or look-alike letters",
+                    x.name
+                ),
+            ));
+        }
         let mut roles: Vec<String> = Vec::new();
         for role in &r.roles {
             if let Some(m) = bad_name(role.get_ref()) {
@@ -294,7 +317,7 @@ pub fn parse(file: &str, text: &str) -> Result<Directory, ConfigError> {
             roles.push(role.get_ref().clone());
         }
         let digest = check_digest(&r.token_sha256, "reviewer.token_sha256")?;
-        reviewers.push(Reviewer { name: name.clone(), roles, digest });
+        reviewers.push(Reviewer { name: name.clone(), roles, forms, digest });
     }
     let mut runners: Vec<Runner> = Vec::new();
     for r in raw.runner {

@@ -2,15 +2,18 @@
 //!
 //! Runner side (authenticated with a runner token):
 //! - `POST /api/runner/requests` with a [`Submission`] -> `201` [`Submitted`],
-//!   or `422` with an [`ApiError`] when its `require` can never be met.
+//!   or `422` with an [`ApiError`] when its `require` can never be met,
+//!   `413` when the body is larger than [`MAX_BODY`], `429` when the runner
+//!   already has [`MAX_PENDING_PER_RUNNER`] requests pending.
 //! - `GET /api/runner/requests/{id}?wait=SECONDS` -> [`RequestView`] once it
 //!   is decided or the wait (at most 30 s) passes; runners ask again until
 //!   their own timeout.
 //!
 //! Reviewer side (authenticated with a reviewer token):
 //! - `GET /api/me` -> [`Me`].
-//! - `GET /api/requests[?state=pending|approved|rejected|expired]` ->
-//!   [`RequestList`].
+//! - `GET /api/requests[?state=pending|approved|rejected|expired][&limit=N][&offset=M]`
+//!   -> [`RequestList`], one page (default [`DEFAULT_PAGE`], at most
+//!   [`MAX_PAGE`] requests) and the `total`.
 //! - `POST /api/requests/{id}/decision` with a [`DecisionBody`] -> [`StateOnly`].
 //!
 //! Every error body is an [`ApiError`].
@@ -177,12 +180,35 @@ pub struct RequestView {
     pub decided: Option<String>,
 }
 
-/// The list reviewers get.
+/// The list reviewers get: one page of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestList {
-    /// Newest first.
+    /// Newest first: at most `limit` (default [`DEFAULT_PAGE`], at most
+    /// [`MAX_PAGE`]) after skipping `offset`.
     pub requests: Vec<RequestView>,
+    /// How many requests match in all (every page).
+    #[serde(default)]
+    pub total: u64,
 }
+
+/// Requests on one page of `GET /api/requests` when `limit` is not given.
+pub const DEFAULT_PAGE: usize = 50;
+
+/// The largest `limit` of `GET /api/requests`.
+pub const MAX_PAGE: usize = 200;
+
+/// The most requests one runner may have pending at once; past it a
+/// submission gets `429`.
+pub const MAX_PENDING_PER_RUNNER: usize = 64;
+
+/// The most waits (`GET /api/runner/requests/{id}?wait=`) one runner may
+/// have in progress at once; past it a wait gets `429` (runners try again
+/// a moment later).
+pub const MAX_WAITS_PER_RUNNER: usize = 64;
+
+/// The largest request body the service reads, in bytes; a larger one gets
+/// `413`. A submission with a 64 KiB preview fits with room to spare.
+pub const MAX_BODY: usize = 512 * 1024;
 
 /// A reviewer's decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,10 +8,13 @@
 //!
 //! Any one rejection rejects. A reviewer never votes on a request whose
 //! `user` is their own name (reviewer names and user names share one
-//! namespace).
+//! namespace). Names are compared in their canonical form
+//! ([`sandbox_identity::names`]): `Alice` and `аlice` (Cyrillic `а`) are
+//! `alice`, for the user, the reviewers and the names of an `all` list.
 
 use crate::config::Directory;
 use crate::protocol::{Require, State, Vote};
+use sandbox_identity::names::same;
 
 /// Why a rule can never be met, or why a reviewer may not vote. Each
 /// message is one line, lowercase.
@@ -56,7 +59,7 @@ pub enum RuleError {
 /// Checks that `require` can be met by the reviewers in `dir` for a task
 /// run for `user`. Returns the reason when it never can.
 pub fn feasible(require: &Require, user: &str, dir: &Directory) -> Result<(), RuleError> {
-    let eligible = || dir.reviewers().iter().filter(|r| r.name != user);
+    let eligible = || dir.reviewers().iter().filter(|r| !r.is(user));
     match require {
         Require::Any(_) => {
             if eligible().next().is_none() {
@@ -65,7 +68,7 @@ pub fn feasible(require: &Require, user: &str, dir: &Directory) -> Result<(), Ru
         }
         Require::All(names) => {
             for n in names {
-                if n == user {
+                if same(n, user) {
                     return Err(RuleError::AllNamesUser(n.clone()));
                 }
                 if dir.reviewer(n).is_none() {
@@ -91,13 +94,13 @@ pub fn feasible(require: &Require, user: &str, dir: &Directory) -> Result<(), Ru
 /// Whether the reviewer `name` may vote on a request of `user` under
 /// `require`.
 pub fn may_vote(require: &Require, user: &str, name: &str, dir: &Directory) -> Result<(), RuleError> {
-    if name == user {
+    if same(name, user) {
         return Err(RuleError::OwnTask(name.to_owned()));
     }
     match require {
         Require::Any(_) | Require::Min(_) => Ok(()),
         Require::All(names) => {
-            if names.iter().any(|n| n == name) {
+            if names.iter().any(|n| same(n, name)) {
                 Ok(())
             } else {
                 Err(RuleError::NotNamed(name.to_owned()))
@@ -121,12 +124,16 @@ pub fn evaluate(require: &Require, user: &str, votes: &[(&str, Vote)], dir: &Dir
     if votes.iter().any(|(_, v)| *v == Vote::Reject) {
         return State::Rejected;
     }
-    let mut approvers: Vec<&str> = votes.iter().filter(|(by, _)| *by != user).map(|(by, _)| *by).collect();
-    approvers.sort_unstable();
-    approvers.dedup();
+    // One entry per person, however their name was spelled.
+    let mut approvers: Vec<&str> = Vec::new();
+    for (by, _) in votes {
+        if !same(by, user) && !approvers.iter().any(|a| same(a, by)) {
+            approvers.push(by);
+        }
+    }
     let met = match require {
         Require::Any(_) => !approvers.is_empty(),
-        Require::All(names) => !names.is_empty() && names.iter().all(|n| approvers.contains(&n.as_str())),
+        Require::All(names) => !names.is_empty() && names.iter().all(|n| approvers.iter().any(|a| same(a, n))),
         Require::Min(n) => usize::try_from(*n).is_ok_and(|n| n > 0 && approvers.len() >= n),
         Require::Role(role) => approvers.iter().any(|a| dir.reviewer(a).is_some_and(|r| r.has_role(role))),
     };
@@ -138,7 +145,7 @@ pub fn malformed(require: &Require) -> Option<&'static str> {
     match require {
         Require::Any(false) => Some("`require.any` must be true"),
         Require::All(names) if names.is_empty() => Some("`require.all` must name at least one reviewer"),
-        Require::All(names) if names.iter().enumerate().any(|(i, n)| names[..i].contains(n)) => {
+        Require::All(names) if names.iter().enumerate().any(|(i, n)| names[..i].iter().any(|m| same(m, n))) => {
             Some("`require.all` names a reviewer twice")
         }
         Require::Min(0) => Some("`require.min` must be at least 1"),
@@ -174,8 +181,10 @@ mod tests {
         assert_eq!(evaluate(&rq, "dave", &[], &d), State::Pending);
         assert_eq!(evaluate(&rq, "dave", &[("bob", A)], &d), State::Approved);
         assert_eq!(evaluate(&rq, "dave", &[("bob", R)], &d), State::Rejected);
-        // The user's own approval never counts.
+        // The user's own approval never counts, in any spelling.
         assert_eq!(evaluate(&rq, "bob", &[("bob", A)], &d), State::Pending);
+        assert_eq!(evaluate(&rq, "Bob", &[("bob", A)], &d), State::Pending);
+        assert_eq!(evaluate(&rq, "bоb", &[("bob", A)], &d), State::Pending, "Cyrillic о");
     }
 
     #[test]
@@ -241,6 +250,19 @@ mod tests {
     fn right_to_vote() {
         let d = dir();
         assert_eq!(may_vote(&Require::Any(true), "alice", "alice", &d), Err(RuleError::OwnTask("alice".into())));
+        for spelling in ["Alice", "ALICE", "аlice", "ａｌｉｃｅ", "aIice"] {
+            assert_eq!(
+                may_vote(&Require::Any(true), spelling, "alice", &d),
+                Err(RuleError::OwnTask("alice".into())),
+                "{spelling}"
+            );
+            assert!(feasible(&Require::All(vec!["alice".into()]), spelling, &d).is_err(), "{spelling}");
+        }
+        assert_eq!(
+            feasible(&Require::Min(3), "ALICE", &d),
+            Err(RuleError::NotEnoughReviewers { wanted: 3, eligible: 2 })
+        );
+        assert_eq!(evaluate(&Require::All(vec!["Alice".into()]), "dave", &[("alice", A)], &d), State::Approved);
         assert_eq!(may_vote(&Require::Min(2), "dave", "alice", &d), Ok(()));
         let all = Require::All(vec!["alice".into()]);
         assert_eq!(may_vote(&all, "dave", "alice", &d), Ok(()));
@@ -256,6 +278,7 @@ mod tests {
         assert!(malformed(&Require::Any(true)).is_none());
         assert!(malformed(&Require::All(vec![])).is_some());
         assert!(malformed(&Require::All(vec!["a".into(), "a".into()])).is_some());
+        assert!(malformed(&Require::All(vec!["alice".into(), "Alice".into()])).is_some());
         assert!(malformed(&Require::Min(0)).is_some());
         assert!(malformed(&Require::Role(String::new())).is_some());
         assert!(malformed(&Require::Min(1)).is_none());

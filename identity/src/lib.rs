@@ -14,6 +14,8 @@
 //! The token itself is a credential: no error message contains it, and
 //! [`Verified`] keeps only its claims.
 
+pub mod names;
+
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::{Map, Value};
@@ -24,6 +26,12 @@ pub const LEEWAY_SECS: u64 = 30;
 
 /// The longest token accepted (real ones are a few KiB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// The largest JWKS document accepted (real ones are a few KiB).
+pub const MAX_JWKS_BYTES: usize = 1024 * 1024;
+
+/// The most keys a JWKS may hold (real ones hold a handful).
+pub const MAX_JWKS_KEYS: usize = 1000;
 
 /// The algorithms accepted when the manifest names none.
 pub const DEFAULT_ALGORITHMS: &[&str] = &["RS256", "ES256", "EdDSA"];
@@ -149,8 +157,18 @@ impl Verifier {
         if algorithms.is_empty() {
             return Err(cfg("no algorithms are accepted".into()));
         }
+        if jwks_json.len() > MAX_JWKS_BYTES {
+            return Err(cfg(format!("the JWKS is larger than {MAX_JWKS_BYTES} bytes")));
+        }
+        if let Err(m) = no_duplicate_members(jwks_json.as_bytes()) {
+            return Err(cfg(format!("not a JWKS document: {m}")));
+        }
         let set: JwkSet =
             serde_json::from_str(jwks_json).map_err(|e| cfg(format!("not a JWKS document (a `keys` array): {e}")))?;
+        if set.keys.len() > MAX_JWKS_KEYS {
+            return Err(cfg(format!("the JWKS holds {} keys, more than the {MAX_JWKS_KEYS} accepted", set.keys.len())));
+        }
+        let mut kids = std::collections::HashSet::new();
         let mut keys = Vec::new();
         for (i, jwk) in set.keys.iter().enumerate() {
             let name = match &jwk.common.key_id {
@@ -177,7 +195,7 @@ impl Verifier {
             }
             let key = DecodingKey::from_jwk(jwk).map_err(|e| cfg(format!("{name}: {e}")))?;
             if let Some(kid) = &jwk.common.key_id
-                && keys.iter().any(|k: &Key| k.kid.as_deref() == Some(kid))
+                && !kids.insert(kid.as_str())
             {
                 return Err(cfg(format!("two keys have the `kid` `{kid}`")));
             }
@@ -200,6 +218,19 @@ impl Verifier {
         }
         if token.split('.').count() != 3 {
             return Err(refused("it is not a signed JWT (three dot-separated parts)"));
+        }
+        // JSON lets a member repeat and most parsers keep the last value:
+        // a token whose signer saw `"role":"nurse"` must not reach a grant
+        // that sees `"role":"clinician"`. Refused anywhere, nested too.
+        let mut parts = token.split('.');
+        for (what, are) in [("header", "is"), ("claims", "are")] {
+            let part = parts.next().unwrap_or_default();
+            let Ok(json) = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, part) else {
+                return Err(refused(format!("its {what} {are} not base64url")));
+            };
+            if let Err(m) = no_duplicate_members(&json) {
+                return Err(refused(format!("its {what} {are} not acceptable JSON: {m}")));
+            }
         }
         let header = decode_header(token).map_err(|e| refused(format!("its header is unreadable ({e})")))?;
         if !self.algorithms.contains(&header.alg) {
@@ -236,6 +267,9 @@ impl Verifier {
         };
         if subject.chars().any(char::is_control) || subject.len() > 256 {
             return Err(refused("its `sub` has control characters or is longer than 256 bytes"));
+        }
+        if let Err(m) = names::check(&subject) {
+            return Err(refused(format!("its `sub` `{}` {m}", inert(&subject))));
         }
         Ok(Verified { subject, claims })
     }
@@ -276,6 +310,69 @@ pub fn unverified_subject(token: &str) -> Option<String> {
             Some(s.clone())
         }
         _ => None,
+    }
+}
+
+/// Checks that `json` is one JSON value in which no object names a member
+/// twice (at any depth). Linear in the input; the parser's recursion limit
+/// bounds the depth.
+pub fn no_duplicate_members(json: &[u8]) -> Result<(), String> {
+    use serde::Deserializer as _;
+    let mut de = serde_json::Deserializer::from_slice(json);
+    de.deserialize_any(NoDuplicates).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())
+}
+
+/// A visitor that reads any JSON value and fails on a repeated member.
+struct NoDuplicates;
+
+impl<'de> serde::de::DeserializeSeed<'de> for NoDuplicates {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(NoDuplicates)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicates {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(NoDuplicates)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the member `{}` appears twice in one object",
+                    inert(&key)
+                )));
+            }
+            map.next_value_seed(NoDuplicates)?;
+            seen.insert(key);
+        }
+        Ok(())
     }
 }
 

@@ -160,3 +160,63 @@ fn bad_configuration_is_named() {
     let v = Verifier::new(&jwks(&["ec", "rsa"]), "j", ISS, AUD, &algs(&["ES256"])).unwrap();
     assert!(refusal(&v, &token("rsa", Some("rsa"), &claims())).contains("RS256, which is not accepted"));
 }
+
+/// A token over exactly this header and payload text, signed with `key`.
+fn raw_token(key: &str, header: &str, payload: &str) -> String {
+    use base64::Engine as _;
+    let (k, alg) = signing(key);
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let message = format!("{}.{}", b64(header), b64(payload));
+    let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &k, alg).unwrap();
+    format!("{message}.{sig}")
+}
+
+#[test]
+fn a_repeated_member_anywhere_is_refused() {
+    let v = verifier(&["ed25519"]);
+    let exp = now() + 600;
+    let header = r#"{"alg":"EdDSA","typ":"JWT","kid":"ed25519"}"#;
+    let body = |extra: &str| format!(r#"{{"iss":"{ISS}","aud":"{AUD}","sub":"dr.rivera","exp":{exp}{extra}}}"#);
+    // The control: the same construction without a repeat verifies.
+    let ok = raw_token("ed25519", header, &body(r#","role":"clinician""#));
+    assert_eq!(v.verify(&ok).unwrap().values("role"), ["clinician"]);
+    for (what, h, p) in [
+        ("custom claim", header.to_owned(), body(r#","role":"nurse","role":"clinician""#)),
+        ("escaped spelling", header.to_owned(), body(r#","role":"nurse","r\u006fle":"clinician""#)),
+        ("nested", header.to_owned(), body(r#","ext":{"a":[{"x":1,"x":2}]}"#)),
+        ("registered", header.to_owned(), body(r#","sub":"someone.else""#)),
+        ("header", r#"{"alg":"EdDSA","kid":"other","kid":"ed25519"}"#.to_owned(), body("")),
+    ] {
+        let why = refusal(&v, &raw_token("ed25519", &h, &p));
+        assert!(why.contains("appears twice"), "{what}: {why}");
+    }
+}
+
+#[test]
+fn the_jwks_is_bounded_and_loads_in_linear_time() {
+    let algs: Vec<String> = DEFAULT_ALGORITHMS.iter().map(|s| s.to_string()).collect();
+    let one: Value = serde_json::from_str(&jwks(&["ed25519"])).unwrap();
+    let key = one["keys"][0].clone();
+    let many = |n: usize| {
+        let keys: Vec<Value> = (0..n)
+            .map(|i| {
+                let mut k = key.clone();
+                k["kid"] = json!(format!("k{i}"));
+                k
+            })
+            .collect();
+        json!({ "keys": keys }).to_string()
+    };
+    assert!(Verifier::new(&many(MAX_JWKS_KEYS), "jwks.json", ISS, AUD, &algs).is_ok());
+    let e = Verifier::new(&many(MAX_JWKS_KEYS + 1), "jwks.json", ISS, AUD, &algs).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!("jwks.json: the JWKS holds {} keys, more than the {MAX_JWKS_KEYS} accepted", MAX_JWKS_KEYS + 1)
+    );
+    let padded = format!("{}{}", jwks(&["ed25519"]), " ".repeat(MAX_JWKS_BYTES));
+    let e = Verifier::new(&padded, "jwks.json", ISS, AUD, &algs).unwrap_err().to_string();
+    assert_eq!(e, format!("jwks.json: the JWKS is larger than {MAX_JWKS_BYTES} bytes"));
+    let twice = r#"{"keys":[],"keys":[]}"#;
+    let e = Verifier::new(twice, "jwks.json", ISS, AUD, &algs).unwrap_err().to_string();
+    assert!(e.contains("`keys` appears twice"), "{e}");
+}

@@ -875,10 +875,17 @@ impl Compiler<'_> {
                         {
                             return Err(err("`all` must name at least one reviewer".into()));
                         }
-                        let mut sorted = names.clone();
-                        sorted.sort();
-                        sorted.dedup();
-                        if sorted.len() != names.len() {
+                        for n in names {
+                            if let Err(m) = sandbox_identity::names::check(n) {
+                                return Err(err(format!("`all` name `{}` {m}", n.escape_debug())));
+                            }
+                        }
+                        // Twice in any spelling (`alice`, `Alice`, `aIice`).
+                        let twice = names
+                            .iter()
+                            .enumerate()
+                            .any(|(i, n)| names[..i].iter().any(|m| sandbox_identity::names::same(m, n)));
+                        if twice {
                             return Err(err("`all` names a reviewer twice".into()));
                         }
                         Require::All(names.clone())

@@ -99,8 +99,8 @@ pub fn establish(policy: &Policy, claimed: Claimed<'_>) -> Result<Established, B
 pub fn verifier(settings: &IdentitySettings) -> Result<Verifier, String> {
     let (json, source) = match &settings.jwks {
         Jwks::File(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("JWKS `{}`: {}", path.display(), sandbox_policy::io_reason(&e)))?;
+            let text = read_bounded(path, sandbox_identity::MAX_JWKS_BYTES)
+                .map_err(|e| format!("JWKS `{}`: {e}", path.display()))?;
             (text, format!("JWKS `{}`", path.display()))
         }
         Jwks::Inline(json) => (json.clone(), "[[identity.keys]]".to_owned()),
@@ -108,4 +108,17 @@ pub fn verifier(settings: &IdentitySettings) -> Result<Verifier, String> {
     Verifier::new(&json, &source, &settings.issuer, &settings.audience, &settings.algorithms).map_err(|e| match e {
         IdentityError::Config(m) | IdentityError::Refused(m) => m,
     })
+}
+
+/// Reads a text file of at most `max` bytes; never more than `max + 1`
+/// bytes are read, whatever the file's size.
+fn read_bounded(path: &std::path::Path, max: usize) -> Result<String, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| sandbox_policy::io_reason(&e))?;
+    let mut bytes = Vec::new();
+    file.take(max as u64 + 1).read_to_end(&mut bytes).map_err(|e| sandbox_policy::io_reason(&e))?;
+    if bytes.len() > max {
+        return Err(format!("the JWKS is larger than {max} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
 }

@@ -269,6 +269,13 @@ fn validate_label(what: &str, value: &str, max: usize) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A person's name (`--user`, `--on-behalf-of`): a label that also names
+/// one person unambiguously (one script, no invisible characters).
+fn validate_person(what: &str, value: &str) -> Result<(), Failure> {
+    validate_label(what, value, 256)?;
+    sandbox_identity::names::check(value).map_err(|m| Failure::usage(format!("{what} `{}` {m}", value.escape_debug())))
+}
+
 /// The account `sandbox` runs as (`$USER`, else `uid:N`).
 pub(crate) fn os_user() -> String {
     std::env::var("USER")
@@ -354,7 +361,7 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
         ));
     }
     for name in &req.on_behalf_of {
-        validate_label("--on-behalf-of", name, 256)?;
+        validate_person("--on-behalf-of", name)?;
     }
     let task_manifest = match &req.task_manifest {
         Some(path) => Some(sandbox_policy::narrow::load_task(path).map_err(|e| Failure::usage(e.to_string()))?),
@@ -363,7 +370,7 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
     let task_id = req.task_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     validate_label("task id", &task_id, 128)?;
     let user = req.user.clone().unwrap_or_else(os_user);
-    validate_label("user", &user, 256)?;
+    validate_person("user", &user)?;
     let agent = match &req.agent {
         Some(a) => a.clone(),
         None => req.component.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "tool".into()),

@@ -20,6 +20,7 @@
   const PENDING_EVERY_MS = 3000;
   const HISTORY_EVERY = 3; // history on every third pending refresh
   const HISTORY_MAX = 50; // decided requests shown
+  const PAGE = 50; // pending requests asked for at a time (the service caps a page at 200)
   const SHORT_LIMIT = 4096; // characters of a one-line field shown before a cut
   const HEAD_LIMIT = 160; // characters of the target in a card's title (the fields show more)
   const LONG_LIMIT = 8192; // characters of the intent or a comment
@@ -671,10 +672,34 @@
     return data;
   }
 
-  async function listRequests(state, limit) {
-    const query = `state=${encodeURIComponent(state)}${limit ? `&limit=${limit}` : ''}`;
+  /** One page of requests in `state`: `{ requests, total }`. */
+  async function listRequests(state, limit, offset = 0) {
+    const query = `state=${encodeURIComponent(state)}&limit=${limit}&offset=${offset}`;
     const data = await api('GET', `/api/requests?${query}`);
-    return data && Array.isArray(data.requests) ? data.requests : [];
+    const requests = data && Array.isArray(data.requests) ? data.requests : [];
+    const total = data && Number.isSafeInteger(data.total) ? data.total : requests.length;
+    return { requests, total };
+  }
+
+  let pendingPages = 1; // pages of pending requests shown; "Show more" adds one
+
+  /** The first `pendingPages` pages of pending requests (each id once) and how many are pending in all. */
+  async function listPending() {
+    const seen = new Set();
+    const pending = [];
+    let total = 0;
+    for (let p = 0; p < pendingPages; p += 1) {
+      const page = await listRequests('pending', PAGE, p * PAGE);
+      total = page.total;
+      for (const r of page.requests) {
+        if (!seen.has(String(r.id))) {
+          seen.add(String(r.id));
+          pending.push(r);
+        }
+      }
+      if (page.requests.length < PAGE) break;
+    }
+    return { pending, total: Math.max(total, pending.length) };
   }
 
   // ---------------------------------------------------------------- activity
@@ -749,15 +774,18 @@
     }
     running = true;
     try {
-      const pending = await listRequests('pending');
+      const { pending, total } = await listPending();
       reconcile($('pending'), pending, pendingCard, updatePendingCard);
-      $('pending-count').textContent = `(${pending.length})`;
+      $('pending-count').textContent = total > pending.length ? `(${pending.length} of ${total})` : `(${pending.length})`;
       $('pending-empty').hidden = pending.length > 0;
+      const more = $('pending-more');
+      more.textContent = `Show more (${total - pending.length} not shown)`;
+      more.hidden = total <= pending.length;
       $('pending-updated').textContent = new Date().toLocaleTimeString();
       if (withHistory) {
         const lists = await Promise.all(['approved', 'rejected', 'expired'].map((st) => listRequests(st, HISTORY_MAX)));
         const key = (r) => Date.parse(r.decided || r.expires || r.created) || 0;
-        const decided = lists.flat().sort((a, b) => key(b) - key(a)).slice(0, HISTORY_MAX);
+        const decided = lists.flatMap((l) => l.requests).sort((a, b) => key(b) - key(a)).slice(0, HISTORY_MAX);
         reconcile($('history'), decided, historyCard, updateHistoryCard);
         $('history-empty').hidden = decided.length > 0;
         $('history-updated').textContent = new Date().toLocaleTimeString();
@@ -847,6 +875,7 @@
     sessionStorage.removeItem(TOKEN_KEY);
     clearTimeout(timer);
     latest.clear();
+    pendingPages = 1;
     for (const id of ['pending', 'history', 'activity']) clear($(id));
     $('whoami').hidden = true;
     $('app').hidden = true;
@@ -866,6 +895,10 @@
     });
     $('logout').addEventListener('click', () => logout('Logged out.'));
     $('refresh').addEventListener('click', () => refresh(true));
+    $('pending-more').addEventListener('click', () => {
+      pendingPages += 1;
+      refresh(false);
+    });
     setInterval(tickAll, 1000);
     const saved = sessionStorage.getItem(TOKEN_KEY);
     if (saved) {

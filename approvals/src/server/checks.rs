@@ -171,6 +171,13 @@ pub fn malformed(s: &Submission) -> Option<String> {
     if let Some(m) = bad_name(&s.user) {
         return Some(format!("`user` {m}"));
     }
+    if let crate::protocol::Require::All(names) = &s.require {
+        for n in names {
+            if let Some(m) = bad_name(n) {
+                return Some(format!("`require.all` name `{}` {m}", crate::config::printable(n)));
+            }
+        }
+    }
     for (key, value) in [("dest", &s.dest), ("intent", &s.intent)] {
         if value.as_ref().is_some_and(|v| v.len() > MAX_FIELD) {
             return Some(format!("`{key}` is longer than {MAX_FIELD} bytes"));

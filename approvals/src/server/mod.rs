@@ -24,7 +24,8 @@ pub use checks::{AddressError, Origins};
 
 use crate::config::{Directory, Reviewer, Runner};
 use crate::protocol::{
-    ApiError, DecisionBody, MAX_WAIT_SECS, Me, RequestList, RequestView, State, StateOnly, Submission, Submitted, Vote,
+    ApiError, DEFAULT_PAGE, DecisionBody, MAX_BODY, MAX_PAGE, MAX_PENDING_PER_RUNNER, MAX_WAIT_SECS,
+    MAX_WAITS_PER_RUNNER, Me, RequestList, RequestView, State, StateOnly, Submission, Submitted, Vote,
 };
 use crate::rules;
 use crate::store::{Record, Store, StoreError, VoteAdded, VoteRecord, now_ms, rfc3339};
@@ -44,9 +45,16 @@ use std::time::Duration;
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
-/// The largest request body read (a submission with a 64 KiB preview,
-/// JSON-escaped, fits).
-const MAX_BODY: usize = 1024 * 1024;
+/// How long a client has to send a request's head (from connecting, or
+/// from the end of its previous answer): past it the connection is closed.
+/// This is also how long an idle kept-alive connection stays open.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to send a request's body once its head arrived.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most connections served at once; past it new connections wait in
+/// the listen queue until one closes (at the latest after
+/// [`HEADER_TIMEOUT`] for a silent one).
+pub const MAX_CONNECTIONS: usize = 512;
 /// The longest reviewer comment.
 const MAX_COMMENT: usize = 16 * 1024;
 /// How often pending requests are checked for expiry.
@@ -90,6 +98,30 @@ struct Inner {
     stopping: watch::Sender<bool>,
     /// Votes are evaluated one at a time.
     votes: Mutex<()>,
+    /// Submissions are counted against the runner's quota one at a time.
+    submissions: Mutex<()>,
+    /// Waits in progress, by runner name.
+    waits: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// Connections served at once.
+    max_connections: std::sync::atomic::AtomicUsize,
+}
+
+/// A wait in progress, counted against its runner until dropped.
+struct WaitSlot {
+    inner: Arc<Inner>,
+    runner: String,
+}
+
+impl Drop for WaitSlot {
+    fn drop(&mut self) {
+        let mut waits = self.inner.waits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = waits.get_mut(&self.runner) {
+            *n -= 1;
+            if *n == 0 {
+                waits.remove(&self.runner);
+            }
+        }
+    }
 }
 
 /// An error answer: a status and one line.
@@ -136,8 +168,18 @@ impl Service {
                 changed: watch::Sender::new(0),
                 stopping: watch::Sender::new(false),
                 votes: Mutex::new(()),
+                submissions: Mutex::new(()),
+                waits: std::sync::Mutex::new(std::collections::HashMap::new()),
+                max_connections: std::sync::atomic::AtomicUsize::new(MAX_CONNECTIONS),
             }),
         }
+    }
+
+    /// Serves at most `n` connections at once (at least one): for a
+    /// process whose descriptor limit is below what [`MAX_CONNECTIONS`]
+    /// needs.
+    pub fn set_max_connections(&self, n: usize) {
+        self.inner.max_connections.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The routes, with the address checks, security headers and logging.
@@ -195,9 +237,10 @@ impl Service {
             inner.stopping.send_replace(true);
         };
         let mut stopped = self.inner.stopping.subscribe();
-        let server = axum::serve(listener, self.router()).with_graceful_shutdown(graceful);
+        let server = accept_loop(listener, self.router(), self.max_connections(), self.inner.stopping.subscribe());
+        tokio::spawn(graceful);
         let result = tokio::select! {
-            r = server.into_future() => r,
+            r = server => r,
             () = async {
                 let _ = stopped.wait_for(|s| *s).await;
                 tokio::time::sleep(GRACE).await;
@@ -205,6 +248,73 @@ impl Service {
         };
         sweeper.abort();
         result
+    }
+}
+
+/// Accepts connections while fewer than `max` are open and serves each
+/// with HTTP/1.1: a client that does not send a request's head within
+/// [`HEADER_TIMEOUT`] (a silent or half-sent request, or an idle
+/// kept-alive connection) is disconnected. Once `stopping` is set, no new
+/// connection is accepted and open ones finish their current request;
+/// returns when all are closed.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    max: usize,
+    mut stopping: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
+    let mut open = tokio::task::JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+            _ = stopping.wait_for(|s| *s) => break,
+        };
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors or a connection reset before it was
+                    // taken: log, pause a little, go on.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    drop(permit);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopping.wait_for(|s| *s) => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let mut stop = stopping.clone();
+        open.spawn(async move {
+            let _permit = permit;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).keep_alive(true);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "connection closed");
+                    }
+                    return;
+                }
+                _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+        while open.try_join_next().is_some() {}
+    }
+    while open.join_next().await.is_some() {}
+    Ok(())
+}
+
+impl Service {
+    /// How many connections the service serves at once.
+    pub fn max_connections(&self) -> usize {
+        self.inner.max_connections.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -389,7 +499,7 @@ async fn me(Shared(inner): Shared<Arc<Inner>>, headers: HeaderMap) -> Result<Jso
     Ok(Json(Me { name: r.name.clone(), roles: r.roles.clone() }))
 }
 
-/// `GET /api/requests[?state=...][&limit=N]`.
+/// `GET /api/requests[?state=...][&limit=N][&offset=M]`: one page.
 async fn list(
     Shared(inner): Shared<Arc<Inner>>,
     RawQuery(raw): RawQuery,
@@ -397,24 +507,29 @@ async fn list(
 ) -> Result<Json<RequestList>, Fail> {
     inner.reviewer(&headers)?;
     let mut state = None;
-    let mut limit = None;
-    for (k, v) in query(raw, &["state", "limit"])? {
+    let mut limit = DEFAULT_PAGE;
+    let mut offset = 0;
+    for (k, v) in query(raw, &["state", "limit", "offset"])? {
         if k == "state" {
             state = Some(State::parse(&v).ok_or_else(|| {
                 Fail::new(StatusCode::BAD_REQUEST, "`state` must be pending, approved, rejected or expired")
             })?);
+        } else if k == "limit" {
+            limit = v.parse::<usize>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
+                Fail::new(StatusCode::BAD_REQUEST, format!("`limit` must be a whole number from 1 to {MAX_PAGE}"))
+            })?;
         } else {
-            limit = Some(
-                v.parse::<usize>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| Fail::new(StatusCode::BAD_REQUEST, "`limit` must be a positive integer"))?,
-            );
+            offset = v
+                .parse::<usize>()
+                .map_err(|_| Fail::new(StatusCode::BAD_REQUEST, "`offset` must be a whole number"))?;
         }
     }
     inner.expire_due().await.map_err(Fail::internal)?;
-    let records = inner.blocking(move |st| st.list(state, limit)).await.map_err(Fail::internal)?;
-    Ok(Json(RequestList { requests: records.iter().map(Record::view).collect() }))
+    let (records, total) = inner
+        .blocking(move |st| Ok((st.list(state, Some(limit), offset)?, st.count(state, None)?)))
+        .await
+        .map_err(Fail::internal)?;
+    Ok(Json(RequestList { requests: records.iter().map(Record::view).collect(), total: total as u64 }))
 }
 
 /// `POST /api/requests/{id}/decision`.
@@ -426,7 +541,7 @@ async fn decide(
 ) -> Result<Json<StateOnly>, Fail> {
     let reviewer = inner.reviewer(&headers)?.clone();
     // Read now, judged last: the order of the checks is the contract.
-    let bytes = axum::body::to_bytes(body, MAX_BODY).await;
+    let bytes = read_body(body).await;
     let Ok(Path(id)) = id else {
         return Err(Fail::new(StatusCode::NOT_FOUND, "no such request"));
     };
@@ -441,9 +556,7 @@ async fn decide(
     let sub = &record.submission;
     rules::may_vote(&sub.require, &sub.user, &reviewer.name, &inner.dir)
         .map_err(|e| Fail::new(StatusCode::FORBIDDEN, e.to_string()))?;
-    let bytes = bytes.map_err(|_| {
-        Fail::new(StatusCode::BAD_REQUEST, format!("the body is unreadable or larger than {MAX_BODY} bytes"))
-    })?;
+    let bytes = bytes?;
     let body: DecisionBody = serde_json::from_slice(&bytes)
         .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, format!("invalid decision: {e}")))?;
     if body.comment.len() > MAX_COMMENT {
@@ -499,9 +612,7 @@ async fn submit(
     body: Body,
 ) -> Result<(StatusCode, Json<Submitted>), Fail> {
     let runner = inner.runner(&headers)?.name.clone();
-    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        Fail::new(StatusCode::BAD_REQUEST, format!("the body is unreadable or larger than {MAX_BODY} bytes"))
-    })?;
+    let bytes = read_body(body).await?;
     let submission: Submission = serde_json::from_slice(&bytes)
         .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, format!("invalid submission: {e}")))?;
     if let Some(m) = checks::malformed(&submission) {
@@ -522,10 +633,61 @@ async fn submit(
         votes: Vec::new(),
     };
     let id = record.id.clone();
+    let _one_at_a_time = inner.submissions.lock().await;
+    let quota_runner = runner.clone();
+    let pending =
+        inner.blocking(move |st| st.count(Some(State::Pending), Some(&quota_runner))).await.map_err(Fail::internal)?;
+    if pending >= MAX_PENDING_PER_RUNNER {
+        tracing::warn!(runner = %runner, pending, "submission refused: quota");
+        return Err(Fail::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "runner `{runner}` already has {pending} requests pending, the most one runner may have \
+                 ({MAX_PENDING_PER_RUNNER}); try again once reviewers have decided some"
+            ),
+        ));
+    }
     inner.blocking(move |st| st.insert(&record)).await.map_err(Fail::internal)?;
     inner.notify();
     tracing::info!(id = %id, runner = %runner, "request submitted");
     Ok((StatusCode::CREATED, Json(Submitted { id, state: State::Pending, expires: rfc3339(expires_ms) })))
+}
+
+/// Counts a wait against its runner: `429` past [`MAX_WAITS_PER_RUNNER`].
+fn wait_slot(inner: &Arc<Inner>, runner: &str) -> Result<WaitSlot, Fail> {
+    let mut waits = inner.waits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let n = waits.entry(runner.to_owned()).or_insert(0);
+    if *n >= MAX_WAITS_PER_RUNNER {
+        return Err(Fail::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("runner `{runner}` already has {MAX_WAITS_PER_RUNNER} waits in progress; try again shortly"),
+        ));
+    }
+    *n += 1;
+    Ok(WaitSlot { inner: inner.clone(), runner: runner.to_owned() })
+}
+
+/// A request's body: `413` past [`MAX_BODY`] bytes, `408` when it does not
+/// arrive within [`BODY_TIMEOUT`], `400` when the connection fails.
+async fn read_body(body: Body) -> Result<axum::body::Bytes, Fail> {
+    let too_large = || Fail::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {MAX_BODY} bytes"));
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(err) = source {
+                if err.is::<http_body_util::LengthLimitError>() {
+                    return Err(too_large());
+                }
+                source = err.source();
+            }
+            Err(Fail::new(StatusCode::BAD_REQUEST, "the body is unreadable"))
+        }
+        Err(_) => Err(Fail::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {} seconds", BODY_TIMEOUT.as_secs()),
+        )),
+    }
 }
 
 /// `GET /api/runner/requests/{id}[?wait=SECONDS]`: the request, once it
@@ -547,6 +709,7 @@ async fn runner_get(
     let Ok(Path(id)) = id else {
         return Err(Fail::new(StatusCode::NOT_FOUND, "no such request"));
     };
+    let _slot = if wait > 0 { Some(wait_slot(&inner, &runner)?) } else { None };
     let mut changed = inner.changed.subscribe();
     let mut stopping = inner.stopping.subscribe();
     let deadline = Instant::now() + Duration::from_secs(wait);

@@ -30,12 +30,20 @@ impl Store for MemoryStore {
         Ok(self.lock()?.iter().find(|r| r.id == id).cloned())
     }
 
-    fn list(&self, state: Option<State>, limit: Option<usize>) -> Result<Vec<Record>, StoreError> {
+    fn list(&self, state: Option<State>, limit: Option<usize>, offset: usize) -> Result<Vec<Record>, StoreError> {
         let records = self.lock()?;
         let mut out: Vec<(usize, &Record)> =
             records.iter().enumerate().filter(|(_, r)| state.is_none_or(|s| r.state == s)).collect();
         out.sort_by(|(i, a), (j, b)| b.created_ms.cmp(&a.created_ms).then(j.cmp(i)));
-        Ok(out.into_iter().take(limit.unwrap_or(usize::MAX)).map(|(_, r)| r.clone()).collect())
+        Ok(out.into_iter().skip(offset).take(limit.unwrap_or(usize::MAX)).map(|(_, r)| r.clone()).collect())
+    }
+
+    fn count(&self, state: Option<State>, runner: Option<&str>) -> Result<usize, StoreError> {
+        Ok(self
+            .lock()?
+            .iter()
+            .filter(|r| state.is_none_or(|s| r.state == s) && runner.is_none_or(|n| r.runner == n))
+            .count())
     }
 
     fn add_vote(&self, id: &str, vote: &VoteRecord) -> Result<VoteAdded, StoreError> {

@@ -171,8 +171,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn get(&self, id: &str) -> Result<Option<Record>, StoreError>;
 
     /// Requests in `state` (all when `None`), newest first, at most
-    /// `limit` of them.
-    fn list(&self, state: Option<State>, limit: Option<usize>) -> Result<Vec<Record>, StoreError>;
+    /// `limit` of them after skipping the first `offset`.
+    fn list(&self, state: Option<State>, limit: Option<usize>, offset: usize) -> Result<Vec<Record>, StoreError>;
+
+    /// How many requests are in `state` (all when `None`), submitted by
+    /// `runner` (any when `None`).
+    fn count(&self, state: Option<State>, runner: Option<&str>) -> Result<usize, StoreError>;
 
     /// Records a vote if the request is pending, not past its expiry at
     /// `vote.at_ms`, and this reviewer has not voted on it yet.
@@ -243,12 +247,22 @@ pub(crate) mod tests {
         assert_eq!(store.get("nope").unwrap(), None);
 
         let ids = |s: Option<State>, l: Option<usize>| -> Vec<String> {
-            store.list(s, l).unwrap().into_iter().map(|r| r.id).collect()
+            store.list(s, l, 0).unwrap().into_iter().map(|r| r.id).collect()
         };
         assert_eq!(ids(None, None), ["r3", "r2", "r1"]);
         assert_eq!(ids(None, Some(2)), ["r3", "r2"]);
         assert_eq!(ids(Some(State::Pending), None), ["r3", "r2", "r1"]);
         assert!(ids(Some(State::Approved), None).is_empty());
+        let page = |l: usize, o: usize| -> Vec<String> {
+            store.list(None, Some(l), o).unwrap().into_iter().map(|r| r.id).collect()
+        };
+        assert_eq!(page(2, 1), ["r2", "r1"]);
+        assert_eq!(page(2, 2), ["r1"]);
+        assert!(page(2, 3).is_empty());
+        assert_eq!(store.count(None, None).unwrap(), 3);
+        assert_eq!(store.count(Some(State::Pending), Some("ci")).unwrap(), 3);
+        assert_eq!(store.count(Some(State::Pending), Some("other")).unwrap(), 0);
+        assert_eq!(store.count(Some(State::Approved), None).unwrap(), 0);
 
         // Votes: one per reviewer, only while pending and unexpired.
         assert_eq!(store.add_vote("r1", &vote("alice", 1_500)).unwrap(), VoteAdded::Added);

@@ -197,30 +197,43 @@ impl Store for SqliteStore {
         found.map(|r| record(&conn, r)).transpose()
     }
 
-    fn list(&self, state: Option<State>, limit: Option<usize>) -> Result<Vec<Record>, StoreError> {
+    fn list(&self, state: Option<State>, limit: Option<usize>, offset: usize) -> Result<Vec<Record>, StoreError> {
         let conn = self.lock()?;
         let limit = limit.and_then(|l| i64::try_from(l).ok()).unwrap_or(-1);
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
         let rows = match state {
             Some(s) => {
                 let mut stmt = conn
                     .prepare_cached(&format!(
                         "SELECT {COLUMNS} FROM requests WHERE state = ?1 \
-                         ORDER BY created_ms DESC, rowid DESC LIMIT ?2"
+                         ORDER BY created_ms DESC, rowid DESC LIMIT ?2 OFFSET ?3"
                     ))
                     .map_err(backend)?;
-                stmt.query_map(params![s.as_str(), limit], row).map_err(backend)?.collect::<Result<Vec<_>, _>>()
+                stmt.query_map(params![s.as_str(), limit, offset], row).map_err(backend)?.collect::<Result<Vec<_>, _>>()
             }
             None => {
                 let mut stmt = conn
                     .prepare_cached(&format!(
-                        "SELECT {COLUMNS} FROM requests ORDER BY created_ms DESC, rowid DESC LIMIT ?1"
+                        "SELECT {COLUMNS} FROM requests ORDER BY created_ms DESC, rowid DESC LIMIT ?1 OFFSET ?2"
                     ))
                     .map_err(backend)?;
-                stmt.query_map(params![limit], row).map_err(backend)?.collect::<Result<Vec<_>, _>>()
+                stmt.query_map(params![limit, offset], row).map_err(backend)?.collect::<Result<Vec<_>, _>>()
             }
         }
         .map_err(backend)?;
         rows.into_iter().map(|r| record(&conn, r)).collect()
+    }
+
+    fn count(&self, state: Option<State>, runner: Option<&str>) -> Result<usize, StoreError> {
+        let conn = self.lock()?;
+        let n: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM requests WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR runner = ?2)",
+                params![state.map(State::as_str), runner],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     fn add_vote(&self, id: &str, vote: &VoteRecord) -> Result<VoteAdded, StoreError> {
@@ -302,7 +315,7 @@ mod tests {
         assert_eq!(r1.state, State::Approved);
         assert_eq!(r1.votes.len(), 2);
         assert_eq!(r1.submission, sample("r1", 1_000, 10_000).submission);
-        assert_eq!(store.list(None, None).unwrap().len(), 3);
+        assert_eq!(store.list(None, None, 0).unwrap().len(), 3);
     }
 
     #[test]

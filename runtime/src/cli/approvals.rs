@@ -2,7 +2,7 @@
 
 use crate::exit::Failure;
 use clap::Subcommand;
-use sandbox_approvals::server::{Origins, Service, termination_signal};
+use sandbox_approvals::server::{MAX_CONNECTIONS, Origins, Service, termination_signal};
 use sandbox_approvals::store::SqliteStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +56,7 @@ fn serve(
     db: &std::path::Path,
     public_url: Option<String>,
 ) -> Result<i32, Failure> {
+    let descriptors = raise_descriptor_limit();
     let dir = sandbox_approvals::config::load(reviewers).map_err(|e| Failure::usage(e.to_string()))?;
     // Checked before anything is opened; checked again with the real port.
     Origins::new(listen, public_url.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
@@ -85,9 +86,34 @@ fn serve(
             format!("listening on http://{local} (reviewers open {})\n", origins.url())
         };
         let service = Service::new(dir, Arc::new(store), origins);
+        service.set_max_connections(connection_bound(descriptors));
         super::emit(&line);
         tracing::info!(address = %local, "approval service ready");
         service.serve(listener, stop).await.map_err(|e| Failure::internal(format!("the service failed: {e}")))?;
         Ok(0)
     })
+}
+
+/// Raises the soft limit on open files to the hard limit (a few hundred
+/// idle clients must not exhaust the service's descriptors); returns the
+/// soft limit now in force (`None`: unlimited).
+fn raise_descriptor_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => return limit.maximum,
+            Err(e) => tracing::warn!(error = %e, "cannot raise the limit on open files"),
+        }
+    }
+    limit.current
+}
+
+/// The connections served at once: [`MAX_CONNECTIONS`], fewer when the
+/// descriptor limit leaves less room (64 are kept for the database, the
+/// listener and the runtime).
+fn connection_bound(descriptors: Option<u64>) -> usize {
+    let room = descriptors.map_or(usize::MAX, |d| usize::try_from(d.saturating_sub(64)).unwrap_or(usize::MAX));
+    MAX_CONNECTIONS.min(room).max(1)
 }
