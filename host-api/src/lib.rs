@@ -12,11 +12,13 @@
 //! ends the task, with the reason in the run's [`StopCell`].
 
 pub mod approval;
+mod confine_sys;
 pub mod corridor;
 pub mod exec;
 mod fs;
 mod http;
 pub mod net;
+pub mod overlay;
 mod process;
 pub mod staging;
 mod task;

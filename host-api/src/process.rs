@@ -9,10 +9,11 @@
 use crate::bindings::sandbox::host::process::{self as wit, Command, Output};
 use crate::bindings::sandbox::host::types::Error;
 use crate::corridor::{Ctx, Done, HostCtx, Plan, Refusal, effect_hash};
-use crate::exec::{Finished, Spawn, run_ambient};
+use crate::exec::{Finished, Spawn, Writes, run_ambient};
 use crate::workspace::{FsError, ReadOutcome, Workspace};
 use sandbox_audit::Decision;
 use sandbox_policy::process::{Family, SAFE_PATH, git_config_hazard};
+use sandbox_policy::program_writes::ProgramWrites;
 use sandbox_policy::{PathError, RelPath, Verdict};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -202,7 +203,17 @@ fn prepare(cx: Ctx<'_>, cmd: &Command, shown: &str) -> Result<Plan<(Spawn, Optio
             effect_hash("process.run", &parts)
         },
         ready: Ok((
-            Spawn { path: rule.path.clone(), args, env, cwd: workspace.join(real.as_str()), workspace, stdin },
+            Spawn {
+                path: rule.path.clone(),
+                args,
+                env,
+                cwd: workspace.join(real.as_str()),
+                workspace,
+                stdin,
+                guard: ProgramWrites::new(cx.policy.fs.protected_paths().to_vec()),
+                memory: cx.policy.process.memory,
+                allow_unstaged: cx.policy.process.allow_unstaged_writes,
+            },
             timeout,
         )),
     })
@@ -285,6 +296,14 @@ fn act(
         return Err(Error::LimitExceeded("the run has no time left for a command".into()));
     }
     let f: Finished = run_ambient(launcher, &spawn, timeout, cx.policy.limits.output).map_err(Error::Failed)?;
+    // A change to a path programs may never change: none of its changes
+    // were applied, and its output is not returned either.
+    if let Writes::Refused(r) = &f.writes {
+        return Err(Error::Denied(format!(
+            "{}: the program changed `{}`, and {}; none of its changes were applied",
+            r.rule, r.path, r.why
+        )));
+    }
     let mut counts = sandbox_redact::Counts::new();
     let redact = cx.redacts_output();
     let stdout = cx.returned(redact, f.stdout, &mut counts);
