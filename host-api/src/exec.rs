@@ -632,7 +632,7 @@ fn enter_stage(workspace: &Path, stage: &Path) -> Result<u64, String> {
     let (lower, upper, work) = (open(workspace)?, open(&stage.join("upper"))?, open(&stage.join("work"))?);
     use std::os::fd::AsRawFd;
     let options = format!(
-        "lowerdir=/proc/self/fd/{},upperdir=/proc/self/fd/{},workdir=/proc/self/fd/{},redirect_dir=off,metacopy=off,index=off,xino=off{}",
+        "lowerdir=/proc/self/fd/{},upperdir=/proc/self/fd/{},workdir=/proc/self/fd/{},redirect_dir=nofollow,metacopy=off,index=off,xino=off{}",
         lower.as_raw_fd(),
         upper.as_raw_fd(),
         work.as_raw_fd(),

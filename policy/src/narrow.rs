@@ -380,6 +380,8 @@ calls = 100
                 "http.allow:https://api.example.com/v1/x",
             ),
             ("[http]\nallow_private = [\"10.0.0.0/8\"]", "http.allow_private:10.0.0.0/8"),
+            ("[process]\nmemory = \"8 GiB\"", "process.memory"),
+            ("[process]\nallow_unstaged_writes = true", "process.allow_unstaged_writes"),
         ] {
             let err = task(&format!("version = 1\n{body}\n")).unwrap_err();
             assert_eq!(err.rule, rule, "{body}: {err}");
