@@ -3,13 +3,31 @@
 //! A program is never started directly. [`run_ambient`] starts the
 //! `sandbox` binary itself as a trampoline (`sandbox __confine ...`), in a
 //! new process group, with an empty environment apart from what the rule
-//! allows and a private `TMPDIR`. The trampoline ([`confine_ambient`])
-//! lowers its resource limits, confines its file access with Landlock where
-//! the kernel has it (read: system directories; read and write: the
-//! workspace and the private temporary directory), reports on a marker line
-//! what applied, changes to the working directory and `exec`s the program
-//! with the argv it was given: no shell at any point, so every character of
-//! every argument arrives as it was sent.
+//! allows and a private `TMPDIR`. The trampoline ([`confine_ambient`]):
+//! 1. lowers its resource limits (processes, file size, CPU time, open
+//!    files, core dumps, and the address space: `[process] memory`);
+//! 2. stages the program's writes: in a private mount namespace (and a
+//!    user namespace when not root) it mounts an overlay over the
+//!    workspace, whose lower layer is the workspace and whose upper layer
+//!    is a directory of the call's own, so every change the program makes
+//!    lands there and not in the workspace; the same `unshare` gives it a
+//!    network namespace of its own (no interfaces, no abstract sockets
+//!    shared with the host);
+//! 3. confines its file access with Landlock where the kernel has it
+//!    (read: system directories; read and write: the workspace and the
+//!    private temporary directory; no TCP);
+//! 4. installs a seccomp filter that refuses `socket()` for every address
+//!    family (`socketpair` still works) and `io_uring_setup`, so neither
+//!    UDP nor a Unix socket outside the workspace can be reached;
+//! 5. reports on a marker line what applied, changes to the working
+//!    directory and `exec`s the program with the argv it was given: no
+//!    shell at any point, so every character of every argument arrives as
+//!    it was sent.
+//!
+//! Where the machine cannot give the namespaces, the trampoline refuses to
+//! run the program unless the manifest opts in (`[process]
+//! allow_unstaged_writes = true`); then the program writes the workspace
+//! directly, and the audit event says so.
 //!
 //! The parent writes stdin, reads stdout and stderr up to a cap each,
 //! and kills the whole process group at the timeout or when a stream
@@ -19,8 +37,14 @@
 //! and withheld, never returned in part (see `process::act`). Afterwards it kills the group again and, as the
 //! process's child subreaper, kills every orphan that was reparented to it
 //! (children that left the group with `setsid`), so nothing outlives the
-//! call.
+//! call, and waits until no process is left in the program's mount
+//! namespace. Only then does it read the upper layer and apply the
+//! changes to the workspace, all of them or, when one touches a path
+//! programs may never change ([`ProgramWrites`]), none
+//! ([`crate::overlay`]).
 
+use crate::overlay::{self, Refused};
+use sandbox_policy::program_writes::ProgramWrites;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -101,6 +125,25 @@ pub struct Spawn {
     pub workspace: PathBuf,
     /// Bytes for stdin.
     pub stdin: Vec<u8>,
+    /// What the program may never change in the workspace.
+    pub guard: ProgramWrites,
+    /// Its address space in bytes (RLIMIT_AS).
+    pub memory: u64,
+    /// True: where the machine cannot stage its writes, run it anyway,
+    /// writing the workspace directly (`[process] allow_unstaged_writes`).
+    pub allow_unstaged: bool,
+}
+
+/// What became of a program's changes to the workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Writes {
+    /// It wrote the workspace directly (not staged: the manifest allows
+    /// that where the machine cannot stage).
+    Direct,
+    /// Staged, checked and applied: how many changes.
+    Applied(usize),
+    /// Staged and refused: nothing was applied.
+    Refused(Refused),
 }
 
 /// What a run produced.
@@ -117,10 +160,12 @@ pub struct Finished {
     pub truncated: bool,
     /// True when the timeout killed the group.
     pub timed_out: bool,
-    /// `landlock` when file access was confined, else why not.
+    /// What confined the program (`landlock; writes staged; ...`).
     pub confinement: String,
     /// Orphans killed after the call (children that left the group).
     pub orphans_killed: usize,
+    /// What became of its changes to the workspace.
+    pub writes: Writes,
 }
 
 /// Where to find the trampoline: the `sandbox` binary.
@@ -155,32 +200,85 @@ impl Launcher {
 ///
 /// Starts a process. The caller has decided every part of `spawn`.
 pub fn run_ambient(launcher: &Launcher, spawn: &Spawn, timeout: Duration, cap: u64) -> Result<Finished, String> {
-    let tmp = tempdir_ambient().map_err(|e| format!("cannot create a temporary directory: {e}"))?;
-    let result = run_in(launcher, spawn, timeout, cap, &tmp);
-    let _ = std::fs::remove_dir_all(&tmp);
+    let base = tempdir_ambient().map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+    let result = Private::create(&base)
+        .map_err(|e| format!("cannot create a temporary directory: {e}"))
+        .and_then(|private| run_in(launcher, spawn, timeout, cap, &private));
+    remove_private(&base);
     result
 }
 
-/// A private directory (random name, mode 0700) for the program's TMPDIR.
+/// The call's private directories, inside one of mode 0700: the program's
+/// `TMPDIR` (it may write there) and the overlay's upper and work
+/// directories (it may not: the host reads its changes from there).
+struct Private {
+    tmp: PathBuf,
+    stage: PathBuf,
+}
+
+impl Private {
+    fn create(base: &Path) -> std::io::Result<Private> {
+        let (tmp, stage) = (base.join("tmp"), base.join("stage"));
+        for dir in [&tmp, &stage, &stage.join("upper"), &stage.join("work")] {
+            std::fs::create_dir(dir)?;
+        }
+        Ok(Private { tmp, stage })
+    }
+}
+
+/// Removes the call's private directory. overlayfs leaves a directory of
+/// mode 0 in its work directory: opened up first, so an account that is
+/// not root can remove it too.
+fn remove_private(base: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let inner = base.join("stage/work/work");
+    if std::fs::symlink_metadata(&inner).is_ok_and(|m| m.is_dir()) {
+        let _ = std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o700));
+    }
+    let _ = std::fs::remove_dir_all(base);
+}
+
+/// A private directory (random name, mode 0700) for the call.
 fn tempdir_ambient() -> std::io::Result<PathBuf> {
     Ok(tempfile::Builder::new().prefix("sandbox-exec-").tempdir()?.keep())
 }
 
-fn run_in(launcher: &Launcher, spawn: &Spawn, timeout: Duration, cap: u64, tmp: &Path) -> Result<Finished, String> {
+fn run_in(
+    launcher: &Launcher,
+    spawn: &Spawn,
+    timeout: Duration,
+    cap: u64,
+    private: &Private,
+) -> Result<Finished, String> {
     let l = launcher.limits;
+    let tmp = &private.tmp;
     let mut cmd = Command::new(&launcher.trampoline);
     cmd.arg(TRAMPOLINE)
         .arg("--cwd")
         .arg(&spawn.cwd)
+        .arg("--workspace")
+        .arg(&spawn.workspace)
         .arg("--write")
         .arg(&spawn.workspace)
         .arg("--write")
         .arg(tmp)
+        .arg("--stage")
+        .arg(&private.stage)
         .arg("--run")
         .arg(&spawn.path)
         .arg("--limits")
-        .arg(format!("{},{},{},{}", l.processes, l.file_size, l.cpu_seconds.min(timeout.as_secs() + 1), l.open_files))
-        .arg("--")
+        .arg(format!(
+            "{},{},{},{},{}",
+            l.processes,
+            l.file_size,
+            l.cpu_seconds.min(timeout.as_secs() + 1),
+            l.open_files,
+            spawn.memory
+        ));
+    if spawn.allow_unstaged {
+        cmd.arg("--unstaged-ok");
+    }
+    cmd.arg("--")
         .arg(&spawn.path)
         .args(&spawn.args)
         .env_clear()
@@ -278,15 +376,35 @@ fn run_in(launcher: &Launcher, spawn: &Spawn, timeout: Duration, cap: u64, tmp: 
 
     // The trampoline's report is the first line of stderr.
     let mut confinement = "unknown (the trampoline did not report)".to_owned();
+    let mut staged = None;
     if let Some(rest) = stderr.strip_prefix(MARKER.as_bytes()) {
         let end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
-        let report = String::from_utf8_lossy(&rest[..end]).into_owned();
+        let mut report = String::from_utf8_lossy(&rest[..end]).into_owned();
         stderr = rest.get(end + 1..).unwrap_or_default().to_vec();
         if let Some(why) = report.strip_prefix("error=") {
             return Err(why.to_owned());
         }
+        if let Some((ns, after)) = report.strip_prefix("staged=").and_then(|r| r.split_once(' ')) {
+            staged = Some(ns.parse::<u64>().map_err(|_| format!("the trampoline reported a bad namespace `{ns}`"))?);
+            report = after.to_owned();
+        }
         confinement = report.strip_prefix("confinement=").unwrap_or(&report).to_owned();
     }
+    // The changes are read only when nothing can make more: every process
+    // in the program's mount namespace is gone.
+    let writes = match staged {
+        None => Writes::Direct,
+        Some(ns) => {
+            if !namespace_emptied(ns) {
+                return Err("a process of the program could not be stopped; none of its changes were applied".into());
+            }
+            let upper = private.stage.join("upper");
+            match overlay::collect(&upper, &spawn.workspace, &spawn.guard) {
+                Err(refused) => Writes::Refused(refused),
+                Ok(changes) => Writes::Applied(overlay::apply(&upper, &spawn.workspace, &changes)?),
+            }
+        }
+    };
     let killed = timed_out || truncated;
     Ok(Finished {
         exit_code: if killed { None } else { status.code() },
@@ -296,7 +414,46 @@ fn run_in(launcher: &Launcher, spawn: &Spawn, timeout: Duration, cap: u64, tmp: 
         timed_out,
         confinement,
         orphans_killed,
+        writes,
     })
+}
+
+/// Kills every process still in the mount namespace `ns` (by its inode)
+/// until none is left; false when some still are at [`SWEEP_BOUND`]. A
+/// process that has exited has left its namespaces, even as a zombie.
+fn namespace_emptied(ns: u64) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    let start = Instant::now();
+    loop {
+        // Only this process's descendants: every process of the program
+        // is one (orphans come back to this subreaper), and an inode of a
+        // namespace that has gone may be reused by another.
+        let table = process_table();
+        let mut mine = vec![me];
+        let mut i = 0;
+        while i < mine.len() {
+            let parent = mine[i];
+            mine.extend(table.iter().filter(|(_, ppid)| *ppid == parent).map(|(pid, _)| *pid));
+            i += 1;
+        }
+        let inside: Vec<i32> = mine[1..]
+            .iter()
+            .copied()
+            .filter(|pid| std::fs::metadata(format!("/proc/{pid}/ns/mnt")).is_ok_and(|m| m.ino() == ns))
+            .collect();
+        if inside.is_empty() {
+            return true;
+        }
+        if start.elapsed() > SWEEP_BOUND {
+            return false;
+        }
+        for pid in inside.iter().filter_map(|p| rustix::process::Pid::from_raw(*p)) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        sweep_orphans();
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// How long the sweep may take at most.
@@ -357,8 +514,9 @@ fn process_table() -> Vec<(i32, i32)> {
     out
 }
 
-/// The trampoline: `sandbox __confine --cwd DIR --write DIR... --limits
-/// N,N,N,N -- PROGRAM ARGS...`. Lowers limits, confines, reports, changes
+/// The trampoline: `sandbox __confine --cwd DIR --workspace DIR --write
+/// DIR... --stage DIR --run PROGRAM --limits N,N,N,N,N [--unstaged-ok] --
+/// PROGRAM ARGS...`. Lowers limits, stages, confines, reports, changes
 /// directory and execs. Returns only on failure (the exit code).
 ///
 /// # Ambient Authority
@@ -370,6 +528,9 @@ pub fn confine_ambient(args: &[OsString]) -> i32 {
         127
     };
     let mut cwd = None;
+    let mut workspace = None;
+    let mut stage = None;
+    let mut unstaged_ok = false;
     let mut writable = Vec::new();
     let mut runnable = Vec::new();
     let mut limits = None;
@@ -378,6 +539,9 @@ pub fn confine_ambient(args: &[OsString]) -> i32 {
     while let Some(a) = it.next() {
         match a.to_str() {
             Some("--cwd") => cwd = it.next().map(PathBuf::from),
+            Some("--workspace") => workspace = it.next().map(PathBuf::from),
+            Some("--stage") => stage = it.next().map(PathBuf::from),
+            Some("--unstaged-ok") => unstaged_ok = true,
             Some("--write") => writable.extend(it.next().map(PathBuf::from)),
             Some("--run") => runnable.extend(it.next().map(PathBuf::from)),
             Some("--limits") => limits = it.next().and_then(|v| v.to_str()).map(str::to_owned),
@@ -389,11 +553,11 @@ pub fn confine_ambient(args: &[OsString]) -> i32 {
         }
     }
     let rest: Vec<OsString> = it.cloned().collect();
-    let (Some(cwd), Some(program), Some(limits)) = (cwd, program, limits) else {
+    let (Some(cwd), Some(workspace), Some(program), Some(limits)) = (cwd, workspace, program, limits) else {
         return fail("incomplete trampoline arguments".into());
     };
     let numbers: Vec<u64> = limits.split(',').filter_map(|n| n.parse().ok()).collect();
-    let [nproc, fsize, cpu, nofile] = numbers[..] else {
+    let [nproc, fsize, cpu, nofile, memory] = numbers[..] else {
         return fail("bad limits".into());
     };
     use rustix::process::{Resource, Rlimit, setrlimit};
@@ -408,17 +572,127 @@ pub fn confine_ambient(args: &[OsString]) -> i32 {
             return fail(format!("cannot set resource limit {res:?}: {e}"));
         }
     }
-    let confinement = match landlock(&writable, &runnable) {
-        Ok(c) => c,
+    let mut report = Vec::new();
+    let mut staged = None;
+    if let Some(stage) = &stage {
+        match enter_stage(&workspace, stage) {
+            Ok(ns) => staged = Some(ns),
+            Err(why) if unstaged_ok => {
+                report.push(format!("writes not staged ({why}; [process] allow_unstaged_writes)"));
+            }
+            Err(why) => {
+                return fail(format!(
+                    "cannot stage the program's writes: {why}; without a private mount namespace a program could change files that must never change (git hooks, shell start-up files), so it is not run (set `[process] allow_unstaged_writes = true` to let programs write the workspace directly on this machine)"
+                ));
+            }
+        }
+    }
+    match landlock(&writable, &runnable) {
+        Ok(c) => report.insert(0, c),
         Err(e) => return fail(format!("cannot confine file access: {e}")),
     };
+    if staged.is_some() {
+        report.push("writes staged (overlay in a private mount namespace)".into());
+        report.push("network namespace".into());
+    }
+    if let Err(e) = crate::confine_sys::no_new_privs().and_then(|()| crate::confine_sys::seccomp(&socket_filter())) {
+        return fail(format!("cannot install the seccomp filter: {e}"));
+    }
+    report.push("seccomp (no socket)".into());
     if let Err(e) = std::env::set_current_dir(&cwd) {
         return fail(format!("cannot enter `{}`: {e}", cwd.display()));
     }
-    let _ = writeln!(std::io::stderr(), "{MARKER}confinement={confinement}");
+    // Last: below it, the trampoline itself might not have room to work.
+    if let Err(e) = setrlimit(Resource::As, Rlimit { current: Some(memory), maximum: Some(memory) }) {
+        return fail(format!("cannot set resource limit As: {e}"));
+    }
+    report.push(format!("address space {memory} bytes"));
+    let staged = staged.map(|ns| format!("staged={ns} ")).unwrap_or_default();
+    let _ = writeln!(std::io::stderr(), "{MARKER}{staged}confinement={}", report.join("; "));
     let e = Command::new(&program).args(&rest).exec();
     let _ = writeln!(std::io::stderr(), "sandbox: cannot execute `{}`: {e}", Path::new(&program).display());
     127
+}
+
+/// Puts this process in a private mount namespace and a network namespace
+/// of its own (and a user namespace first when it is not root), and
+/// mounts an overlay over `workspace` whose upper and work directories are
+/// `stage/upper` and `stage/work`. Returns the mount namespace's inode,
+/// or why it could not.
+fn enter_stage(workspace: &Path, stage: &Path) -> Result<u64, String> {
+    use crate::confine_sys::{mount, unshare};
+    use std::os::unix::fs::MetadataExt;
+    let flags = libc::CLONE_NEWNS | libc::CLONE_NEWNET;
+    let (uid, gid) = (rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw());
+    let userns = match unshare(flags) {
+        Ok(()) => false,
+        Err(e) if uid == 0 => return Err(format!("cannot create a mount namespace: {e}")),
+        Err(_) => {
+            unshare(flags | libc::CLONE_NEWUSER).map_err(|e| format!("cannot create a user namespace: {e}"))?;
+            // The same account inside as outside.
+            let write = |file: &str, text: String| {
+                std::fs::write(format!("/proc/self/{file}"), text).map_err(|e| format!("cannot write {file}: {e}"))
+            };
+            write("setgroups", "deny".into())?;
+            write("uid_map", format!("{uid} {uid} 1"))?;
+            write("gid_map", format!("{gid} {gid} 1"))?;
+            true
+        }
+    };
+    // Nothing mounted from here on reaches the host's namespace.
+    mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None)
+        .map_err(|e| format!("cannot make the mounts private: {e}"))?;
+    // Each directory by descriptor, so no character of its name needs
+    // escaping in the options.
+    let open = |p: &Path| std::fs::File::open(p).map_err(|e| format!("cannot open `{}`: {e}", p.display()));
+    let (lower, upper, work) = (open(workspace)?, open(&stage.join("upper"))?, open(&stage.join("work"))?);
+    use std::os::fd::AsRawFd;
+    let options = format!(
+        "lowerdir=/proc/self/fd/{},upperdir=/proc/self/fd/{},workdir=/proc/self/fd/{},redirect_dir=nofollow,metacopy=off,index=off,xino=off{}",
+        lower.as_raw_fd(),
+        upper.as_raw_fd(),
+        work.as_raw_fd(),
+        if userns { ",userxattr" } else { "" }
+    );
+    let target = workspace.to_str().ok_or_else(|| format!("the workspace `{}` is not UTF-8", workspace.display()))?;
+    mount(Some("overlay"), target, Some("overlay"), libc::MS_NOSUID | libc::MS_NODEV, Some(&options))
+        .map_err(|e| format!("cannot mount the staging overlay: {e}"))?;
+    drop((lower, upper, work));
+    std::fs::metadata("/proc/self/ns/mnt").map(|m| m.ino()).map_err(|e| format!("cannot read the mount namespace: {e}"))
+}
+
+/// The seccomp filter of every program: `socket()` (any address family)
+/// and `io_uring_setup` fail with EACCES; system calls of another
+/// architecture's ABI (x32, i386) kill the process; everything else is
+/// allowed. Without `socket()` a program can neither send UDP nor connect
+/// to a Unix socket anywhere; `socketpair()` still gives it the connected
+/// pairs that programs use among their own processes.
+fn socket_filter() -> Vec<libc::sock_filter> {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    #[cfg(target_arch = "x86_64")]
+    const ARCH: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
+    #[cfg(target_arch = "aarch64")]
+    const ARCH: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
+    let op = |code: u16, k: u32, jt: u8, jf: u8| libc::sock_filter { code, jt, jf, k };
+    let deny = libc::SECCOMP_RET_ERRNO | libc::EACCES as u32;
+    let refused = [libc::SYS_socket as u32, libc::SYS_io_uring_setup as u32];
+    // seccomp_data: `nr` at offset 0, `arch` at 4.
+    let mut f = vec![op(LD_W_ABS, 4, 0, 0), op(JEQ_K, ARCH, 1, 0), op(RET_K, libc::SECCOMP_RET_KILL_PROCESS, 0, 0)];
+    f.push(op(LD_W_ABS, 0, 0, 0));
+    // x32 system calls (numbers with bit 30 set) on x86_64.
+    let x32 = cfg!(target_arch = "x86_64");
+    if x32 {
+        f.push(op(JGE_K, 0x4000_0000, 1 + refused.len() as u8, 0));
+    }
+    for (i, nr) in refused.iter().enumerate() {
+        f.push(op(JEQ_K, *nr, (refused.len() - i) as u8, 0));
+    }
+    f.push(op(RET_K, libc::SECCOMP_RET_ALLOW, 0, 0));
+    f.push(op(RET_K, deny, 0, 0));
+    f
 }
 
 /// Restricts the process: files (read the system, read and write

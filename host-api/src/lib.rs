@@ -13,12 +13,14 @@
 
 pub mod approval;
 pub mod budget;
+mod confine_sys;
 pub mod corridor;
 mod diff;
 pub mod exec;
 mod fs;
 mod http;
 pub mod net;
+pub mod overlay;
 mod process;
 pub mod staging;
 mod task;

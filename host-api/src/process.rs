@@ -9,10 +9,11 @@
 use crate::bindings::sandbox::host::process::{self as wit, Command, Output};
 use crate::bindings::sandbox::host::types::Error;
 use crate::corridor::{Ctx, Done, HostCtx, Plan, Refusal, effect_hash};
-use crate::exec::{Finished, Launcher, Spawn, run_ambient};
+use crate::exec::{Finished, Launcher, Spawn, Writes, run_ambient};
 use crate::workspace::{FsError, ReadOutcome, Workspace};
 use sandbox_audit::Decision;
 use sandbox_policy::process::{Family, SAFE_PATH, check_git_config};
+use sandbox_policy::program_writes::ProgramWrites;
 use sandbox_policy::{PathError, RelPath, Verdict};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -195,7 +196,17 @@ fn prepare(cx: Ctx<'_>, cmd: &Command, shown: &str) -> Result<Plan<Ready>, Box<R
     args.extend(cmd.args.iter().cloned());
     let verdict = if rule.approval { Verdict::Ask } else { Verdict::Allow };
     let workspace = cx.ws.root_path().to_path_buf();
-    let spawn = Spawn { path: rule.path.clone(), args, env, cwd: workspace.join(real.as_str()), workspace, stdin };
+    let spawn = Spawn {
+        path: rule.path.clone(),
+        args,
+        env,
+        cwd: workspace.join(real.as_str()),
+        workspace,
+        stdin,
+        guard: ProgramWrites::new(cx.policy.fs.protected_paths().to_vec()),
+        memory: cx.policy.process.memory,
+        allow_unstaged: cx.policy.process.allow_unstaged_writes,
+    };
     if in_repo {
         git_config_check(cx, &spawn).map_err(|why| deny("builtin:process:git", why))?;
     }
@@ -304,6 +315,7 @@ fn git_config_check(cx: Ctx<'_>, spawn: &Spawn) -> Result<(), String> {
         cwd: spawn.cwd.clone(),
         workspace: spawn.workspace.clone(),
         stdin: Vec::new(),
+        ..spawn.clone()
     };
     list_and_check(launcher, &listing, GIT_CONFIG_TIMEOUT.min(left)).map_err(refused)
 }
@@ -342,6 +354,14 @@ fn act(cx: Ctx<'_>, ready: Ready, asked: Option<Duration>) -> Result<Done<Output
     }
     let cap = cx.policy.limits.output;
     let f: Finished = run_ambient(launcher, &spawn, timeout, cap).map_err(Error::Failed)?;
+    // A change to a path programs may never change: none of its changes
+    // were applied, and its output is not returned either.
+    if let Writes::Refused(r) = &f.writes {
+        return Err(Error::Denied(format!(
+            "{}: the program changed `{}`, and {}; none of its changes were applied",
+            r.rule, r.path, r.why
+        )));
+    }
     let mut counts = sandbox_redact::Counts::new();
     let redact = cx.redacts_output();
     // Redacted first, cut after: a killed program's streams may end

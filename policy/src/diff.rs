@@ -221,6 +221,8 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
     let (op, np) = (&old.process, &new.process);
     let programs = |p: &crate::ProcessPolicy| p.rules().iter().map(|r| r.program.clone()).collect::<Vec<_>>();
     out.sets("process.allow", &strings(&programs(op)), &strings(&programs(np)), Effect::Widens);
+    out.more("process.memory", op.memory, np.memory);
+    out.flag("process.allow_unstaged_writes", op.allow_unstaged_writes, np.allow_unstaged_writes, true);
     for r in np.rules() {
         let Some(o) = op.rule(&r.program) else { continue };
         let key = format!("process.allow {}", r.program);

@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod narrow;
 pub mod path;
 pub mod process;
+pub mod program_writes;
 pub mod redact;
 pub mod secrets;
 

@@ -30,6 +30,9 @@ pub const MANIFEST_VERSION: i64 = 1;
 const MIN_MEMORY: u64 = 1 << 20;
 const MAX_MEMORY: u64 = 4 << 30;
 const MAX_OUTPUT: u64 = 1 << 30;
+/// `[process] memory`: a program's address space (RLIMIT_AS).
+const MIN_PROGRAM_MEMORY: u64 = 16 << 20;
+const MAX_PROGRAM_MEMORY: u64 = 1 << 40;
 const MAX_TIME: (Duration, &str) = (Duration::from_secs(24 * 3600), "24h");
 const MAX_APPROVAL_TIMEOUT: (Duration, &str) = (Duration::from_secs(7 * 24 * 3600), "7 days");
 const MAX_HTTP_TIMEOUT: (Duration, &str) = (Duration::from_secs(3600), "1h");
@@ -146,6 +149,8 @@ struct RawFsGrant {
 struct RawProcess {
     #[serde(default)]
     allow: Vec<RawProcessRule>,
+    memory: Option<Spanned<Size>>,
+    allow_unstaged_writes: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -746,7 +751,13 @@ impl Compiler<'_> {
             })?;
             rules.push(rule);
         }
-        Ok(ProcessPolicy::new(rules))
+        let mut policy = ProcessPolicy::new(rules);
+        if let Some(m) = &raw.memory {
+            policy.memory =
+                self.size(m, "process.memory", (MIN_PROGRAM_MEMORY, "16 MiB"), (MAX_PROGRAM_MEMORY, "1 TiB"))?;
+        }
+        policy.allow_unstaged_writes = raw.allow_unstaged_writes.unwrap_or(false);
+        Ok(policy)
     }
 
     fn compile_http(

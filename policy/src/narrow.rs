@@ -143,6 +143,14 @@ pub fn apply(standing: &Policy, task: &TaskManifest, caller: &Caller) -> Result<
         Ok(want)
     };
     out.limits.memory = limit("limits.memory", s.limits.memory, t.limits.memory)?;
+    out.process.memory = limit("process.memory", s.process.memory, t.process.memory)?;
+    if task.sets("process.allow_unstaged_writes") && t.process.allow_unstaged_writes && !s.process.allow_unstaged_writes
+    {
+        return Err(widens(
+            "process.allow_unstaged_writes",
+            "lets programs write the workspace unstaged, where the standing manifest does not".into(),
+        ));
+    }
     out.limits.calls = limit("limits.calls", s.limits.calls, t.limits.calls)?;
     out.limits.output = limit("limits.output", s.limits.output, t.limits.output)?;
     out.limits.time = shorter("limits.time", task, s.limits.time, t.limits.time)?;
@@ -270,7 +278,7 @@ fn narrow_process(s: &ProcessPolicy, t: &ProcessPolicy) -> Result<ProcessPolicy,
         rule.secret_env = o.secret_env.clone();
         rules.push(rule);
     }
-    Ok(ProcessPolicy::new(rules))
+    Ok(s.with_rules(rules))
 }
 
 /// How rules' `when` conditions are taken when comparing two rule lists.
@@ -638,6 +646,8 @@ headers = { Authorization = "Bearer {secrets.api}" }
                 "http.allow:https://api.example.com/v1/x",
             ),
             ("[http]\nallow_private = [\"10.0.0.0/8\"]", "http.allow_private:10.0.0.0/8"),
+            ("[process]\nmemory = \"8 GiB\"", "process.memory"),
+            ("[process]\nallow_unstaged_writes = true", "process.allow_unstaged_writes"),
         ] {
             let err = task(&format!("version = 1\n{body}\n")).unwrap_err();
             assert_eq!(err.rule, rule, "{body}: {err}");

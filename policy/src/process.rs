@@ -885,21 +885,44 @@ fn check_executable(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The compiled `[[process.allow]]` rules.
-#[derive(Debug, Clone, Default)]
+/// The address space a program may use unless `[process] memory` says
+/// otherwise (RLIMIT_AS, per process): 4 GiB.
+pub const DEFAULT_PROGRAM_MEMORY: u64 = 4 << 30;
+
+/// The compiled `[process]` table: the `[[process.allow]]` rules and the
+/// settings for every program.
+#[derive(Debug, Clone)]
 pub struct ProcessPolicy {
     rules: Vec<ProcessRule>,
+    /// `[process] memory`: each program's address-space limit in bytes.
+    pub memory: u64,
+    /// `[process] allow_unstaged_writes`: where this machine cannot give a
+    /// program a private mount namespace (so its writes cannot be staged
+    /// and checked), let it write the workspace directly instead of
+    /// refusing to run it. Default false.
+    pub allow_unstaged_writes: bool,
+}
+
+impl Default for ProcessPolicy {
+    fn default() -> ProcessPolicy {
+        ProcessPolicy::new(Vec::new())
+    }
 }
 
 impl ProcessPolicy {
     pub(crate) fn new(rules: Vec<ProcessRule>) -> ProcessPolicy {
-        ProcessPolicy { rules }
+        ProcessPolicy { rules, memory: DEFAULT_PROGRAM_MEMORY, allow_unstaged_writes: false }
+    }
+
+    /// The same settings with other rules.
+    pub(crate) fn with_rules(&self, rules: Vec<ProcessRule>) -> ProcessPolicy {
+        ProcessPolicy { rules, ..self.clone() }
     }
 
     /// The policy for one caller: the rules whose `when` holds.
     pub fn for_caller(&self, caller: &crate::caller::Caller) -> ProcessPolicy {
         let rules = self.rules.iter().filter(|r| r.when.as_ref().is_none_or(|w| w.holds(caller))).cloned().collect();
-        ProcessPolicy { rules }
+        self.with_rules(rules)
     }
 
     /// The rules.
