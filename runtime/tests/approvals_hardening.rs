@@ -9,10 +9,10 @@ use common::approval_service::*;
 use common::*;
 use sandbox_approvals::protocol::{MAX_BODY, MAX_PAGE, MAX_PENDING_PER_RUNNER, Require, Submission};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::mpsc;
 use std::time::Duration;
 
 fn submission(user: &str, require: Require, n: usize) -> Submission {
@@ -45,38 +45,16 @@ fn submit_ok(server: &Server, runner: &str, s: &Submission) -> String {
 /// default soft limit is low.
 fn start_with_soft_limit(setup: &Setup, soft: u32) -> Server {
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new("sh")
-        .arg("-c")
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
         .arg(format!("ulimit -Sn {soft} && exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_sandbox"))
         .args(["approvals", "serve", "--listen", &listen, "--reviewers"])
         .arg(setup.reviewers())
         .arg("--db")
         .arg(setup.db())
-        .env("SANDBOX_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = Arc::new(Mutex::new(String::new()));
-    {
-        let mut pipe = child.stderr.take().unwrap();
-        let stderr = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                stderr.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-    }
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with(&format!("listening on http://{listen}")), "{line:?}");
-    Server { child, addr: listen, stderr, ready: line }
+        .env("SANDBOX_LOG", "warn");
+    Server::spawn(cmd, &listen)
 }
 
 /// Whether the peer closed `s` within `limit` (end of file or a reset),

@@ -92,18 +92,20 @@ impl Server {
     }
 
     pub fn start_with(reviewers: &Path, db: &Path, listen: &str, extra: &[&str]) -> Server {
-        let mut child = service_command()
-            .args(["approvals", "serve", "--listen", listen])
+        let mut cmd = service_command();
+        cmd.args(["approvals", "serve", "--listen", listen])
             .args(extra)
             .arg("--reviewers")
             .arg(reviewers)
             .arg("--db")
-            .arg(db)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .arg(db);
+        Server::spawn(cmd, listen)
+    }
+
+    /// Starts `cmd`, a command that runs `sandbox approvals serve --listen
+    /// LISTEN ...`, and waits until it says it listens there.
+    pub fn spawn(mut cmd: Command, listen: &str) -> Server {
+        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let stderr = Arc::new(Mutex::new(String::new()));
         {
             let mut pipe = child.stderr.take().unwrap();
