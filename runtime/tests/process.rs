@@ -1758,26 +1758,6 @@ fn git_policy() -> PathBuf {
     repo().join("policies/git.toml")
 }
 
-/// Runs the real git in `dir` with no system or global config, as the
-/// test's own tool (never under the sandbox).
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("/usr/bin/git")
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", PATH_VALUE)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A repository with two commits and, in the work tree, one modified, one
 /// deleted, one added (staged) and one untracked file.
 fn make_repo(dir: &Path) {

@@ -35,31 +35,6 @@ fn fixture(args: &[&str]) -> Fixture {
     ))
 }
 
-/// Plain git in `dir` with no system or global config: the test's own
-/// tool, never under the sandbox.
-fn plain_git(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(GIT)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", PATH_VALUE)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// Like [`plain_git`]; fails the test when git fails.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = plain_git(dir, args);
-    assert!(out.status.success(), "git {args:?} in {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A repository with one commit of `a.txt` and `b.txt`, and its user
 /// set in its own config (as a developer's clone has it).
 fn make_repo(dir: &Path) {

@@ -266,3 +266,28 @@ pub fn with_file_size_limit(cmd: &Command, blocks: u64) -> Command {
         .stdin(Stdio::null());
     sh
 }
+
+/// Plain git in `dir` with no system or global config: the test's own
+/// tool, never under the sandbox.
+pub fn plain_git(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("/usr/bin/git")
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Like [`plain_git`]; fails the test when git fails.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = plain_git(dir, args);
+    assert!(out.status.success(), "git {args:?} in {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
