@@ -357,38 +357,6 @@ impl PublicKey {
     }
 }
 
-/// The checkpoints in `checkpoints` signed by `key`, as (`size`, `ts`), in
-/// file order. An incomplete last line (a crash while it was written) is
-/// skipped; any other line that is not a checkpoint of this key with a
-/// valid signature is an error naming its line.
-pub fn signed_sizes(checkpoints: &Path, key: &PublicKey) -> Result<Vec<(u64, String)>, String> {
-    let name = checkpoints.display();
-    let file = match File::open(checkpoints) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("checkpoint file `{name}`: {}", crate::read::io_reason(&e))),
-    };
-    let mut reader = BufReader::new(file);
-    let mut out = Vec::new();
-    let mut buf = Vec::new();
-    for line_no in 1u64.. {
-        buf.clear();
-        let n = (&mut reader)
-            .take(MAX_LINE + 1)
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| format!("checkpoint file `{name}`: {}", crate::read::io_reason(&e)))?;
-        if n == 0 || buf.pop() != Some(b'\n') && (n as u64) <= MAX_LINE {
-            break;
-        }
-        let cp = Checkpoint::parse(&buf).map_err(|e| format!("checkpoint file `{name}` line {line_no}: {e}"))?;
-        if cp.key != key.id || !cp.signature_valid(key) {
-            return Err(format!("checkpoint file `{name}` line {line_no}: not signed by key {}", key.id));
-        }
-        out.push((cp.size, cp.ts));
-    }
-    Ok(out)
-}
-
 /// Why a checkpoint could not be written. The runtime treats it as an
 /// audit failure: the run stops (exit 126).
 #[derive(Debug, thiserror::Error)]
@@ -658,6 +626,8 @@ pub struct CheckpointReport {
     /// The 1-based line number of an incomplete last line that was
     /// ignored (a crash while it was written).
     pub torn_line: Option<u64>,
+    /// Every checkpoint verified, as (`size`, `ts`), in file order.
+    pub signed: Vec<(u64, String)>,
     /// Checkpoints whose last event was pruned away ([`mod@crate::prune`]):
     /// their signature and the log's identity were checked, their `head`
     /// only where the last prune record names that event's hash.
@@ -1017,6 +987,7 @@ pub fn verify_checkpoints(
         return Err(CheckpointVerifyError::Empty { path: checkpoints.to_owned() });
     };
     Ok(CheckpointReport {
+        signed: claims.iter().map(|c| (c.size, c.ts.clone())).collect(),
         uncovered: end - latest.size,
         pruned,
         chain,

@@ -517,11 +517,12 @@ fn prune_locked(log: &Path, req: &PruneRequest, writer: &mut AuditLog) -> Result
     Ok(Pruned { retention, retention_seq, record: Some(record), finding_seq: Some(finding_seq), unproven })
 }
 
-/// The log's signed checkpoints, after checking the log against them: a
-/// prune must not launder a log its checkpoints do not vouch for.
+/// The log's signed checkpoints, as (`size`, `ts`), after checking the log
+/// against them: a prune must not launder a log its checkpoints do not
+/// vouch for.
 fn signed_checkpoints(log: &Path, signing: &PruneSigning) -> Result<Vec<(u64, String)>, PruneError> {
     let public = signing.key.public();
-    crate::checkpoint::verify_checkpoints(log, &signing.checkpoints, &public).map_err(|e| match e {
+    let report = crate::checkpoint::verify_checkpoints(log, &signing.checkpoints, &public).map_err(|e| match e {
         crate::checkpoint::CheckpointVerifyError::Log(e) => PruneError::NotIntact(e),
         e => PruneError::Refused(format!(
             "audit log `{}` does not verify against its checkpoints under key {}: {e}",
@@ -529,7 +530,7 @@ fn signed_checkpoints(log: &Path, signing: &PruneSigning) -> Result<Vec<(u64, St
             public.id()
         )),
     })?;
-    crate::checkpoint::signed_sizes(&signing.checkpoints, &public).map_err(PruneError::Refused)
+    Ok(report.signed)
 }
 
 /// What verifying the log under the lock found out.
